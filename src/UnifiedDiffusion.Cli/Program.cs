@@ -1,0 +1,1 @@
+Console.WriteLine("udm: under construction");

@@ -1,0 +1,82 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Core;
+
+/// <summary>One reverse step t → s inside a sampling grid.</summary>
+/// <param name="T">The level the step starts from.</param>
+/// <param name="S">The level the step lands on (S &lt; T).</param>
+/// <param name="Index">0 for the first step of the grid.</param>
+/// <param name="Grid">The whole descending grid, ending at 0.</param>
+public readonly record struct ReverseStep(int T, int S, int Index, IReadOnlyList<int> Grid)
+{
+    /// <summary>Number of steps in the grid.</summary>
+    public int Count => Grid.Count - 1;
+
+    /// <summary>True for the step that lands on t = 0.</summary>
+    public bool IsFinal => S == 0;
+
+    /// <summary>True for the step that lands on the lowest nonzero level of the grid.</summary>
+    public bool LandsOnLowestLevel => Index + 2 < Grid.Count && Grid[Index + 2] == 0;
+}
+
+/// <summary>
+/// A reverse kernel p(x_s | x_t, x_0 = x̂_0) that keeps the forward marginals. It receives the
+/// model's posterior rather than a single x̂_0, so that family kernels can use the whole
+/// distribution (Analytic-DPM's variance, token marginals).
+/// </summary>
+public interface IReverseKernel<in TPosterior> where TPosterior : IPosterior
+{
+    /// <summary>Moves x_t to x_s given the posterior q(x_0 | x_t).</summary>
+    Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, TPosterior posterior, Generator? generator);
+}
+
+/// <summary>Re-corrupt: x_s = F_s(x̂_0, fresh ε). Valid for every family, and the weakest.</summary>
+public sealed class ReCorruptKernel : IReverseKernel<IPosterior>
+{
+    /// <inheritdoc />
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    {
+        var x0 = posterior.Draw(generator);
+        return step.IsFinal ? x0 : process.Corrupt(x0, step.S, process.SampleNoise(x0, generator));
+    }
+}
+
+/// <summary>
+/// Invert: x_s = F_s(x̂_0, F_t⁻¹(x̂_0, x_t)). The noise is inferred, not redrawn, so the step is
+/// deterministic given x̂_0 (DDIM for Gaussian processes, TACoS for cold ones).
+/// </summary>
+public sealed class InvertKernel : IReverseKernel<IPosterior>
+{
+    /// <inheritdoc />
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    {
+        var x0 = posterior.Draw(generator);
+        if (step.IsFinal) return x0;
+        return process.Corrupt(x0, step.S, process.InferNoise(x0, xt, step.T));
+    }
+}
+
+/// <summary>
+/// Interpolate (Gaussian ε only): x_s = F_s(x̂_0, √(1−σ̃²)·F_t⁻¹(x̂_0, x_t) + σ̃·ε). σ̃ = 0 is
+/// <see cref="InvertKernel"/>; σ̃ = 1 is <see cref="ReCorruptKernel"/>. σ̃ may depend on (t, s):
+/// DDPM and DDIM-η are this kernel with a particular σ̃.
+/// </summary>
+public sealed class InterpolateKernel(Func<int, int, double> noiseFraction) : IReverseKernel<IPosterior>
+{
+    /// <summary>A kernel with one σ̃ for every step.</summary>
+    public InterpolateKernel(double noiseFraction) : this((_, _) => noiseFraction) { }
+
+    /// <inheritdoc />
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    {
+        var x0 = posterior.Draw(generator);
+        if (step.IsFinal) return x0;
+        double fraction = noiseFraction(step.T, step.S);
+        if (fraction < 0 || fraction > 1 || double.IsNaN(fraction))
+            throw new ArgumentOutOfRangeException(nameof(noiseFraction), $"σ̃ = {fraction} at t={step.T}→s={step.S}; it must lie in [0, 1].");
+        var inferred = process.InferNoise(x0, xt, step.T);
+        var noise = fraction == 0 ? inferred : inferred.mul(Math.Sqrt(1 - fraction * fraction)).add_(process.SampleNoise(x0, generator).mul_(fraction));
+        return process.Corrupt(x0, step.S, noise);
+    }
+}

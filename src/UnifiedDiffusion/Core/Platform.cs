@@ -1,0 +1,57 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace UnifiedDiffusion.Core;
+
+/// <summary>
+/// Process-wide runtime settings that libtorch needs on Linux. Applied automatically when the
+/// library is loaded, so every consumer (CLI, tests, user code) gets them.
+/// </summary>
+public static partial class Platform
+{
+    private const int MallocMmapThreshold = -3; // M_MMAP_THRESHOLD
+    private const int MallocTrimThreshold = -1; // M_TRIM_THRESHOLD
+
+    /// <summary>Allocations below this size come from the heap instead of fresh mmap'ed pages.</summary>
+    public const int MmapThresholdBytes = 32 * 1024 * 1024;
+
+    /// <summary>True once the glibc allocator has been tuned (Linux only).</summary>
+    public static bool MallocTuned { get; private set; }
+
+    [LibraryImport("libc", EntryPoint = "mallopt")]
+    private static partial int MallOpt(int param, int value);
+
+#pragma warning disable CA2255 // Deliberate: the allocator must be tuned before any tensor exists.
+    [ModuleInitializer]
+    internal static void TuneAllocatorOnLoad() => TuneAllocator();
+#pragma warning restore CA2255
+
+    /// <summary>
+    /// glibc mmaps every allocation above 128 KiB and unmaps it on free, so each large tensor is
+    /// faulted in page by page again: step times vary 2-4x. Raising the mmap threshold and
+    /// disabling trimming keeps freed tensor memory in the heap for reuse (measured: a UNet
+    /// step ran 2x faster and RSS stayed flat). Idempotent.
+    /// </summary>
+    public static void TuneAllocator()
+    {
+        if (MallocTuned || !OperatingSystem.IsLinux()) return;
+        try
+        {
+            bool ok = MallOpt(MallocMmapThreshold, MmapThresholdBytes) == 1;
+            ok &= MallOpt(MallocTrimThreshold, int.MaxValue) == 1;
+            MallocTuned = ok;
+        }
+        catch (DllNotFoundException) { /* non-glibc Linux (musl): nothing to tune */ }
+        catch (EntryPointNotFoundException) { }
+    }
+
+    /// <summary>
+    /// Sets libtorch's intra-op thread count explicitly (its default differs between builds).
+    /// <paramref name="threads"/> &lt;= 0 means one thread per core.
+    /// </summary>
+    public static void SetThreads(int threads)
+    {
+        int n = threads > 0 ? threads : Environment.ProcessorCount;
+        if (TorchSharp.torch.get_num_threads() != n) TorchSharp.torch.set_num_threads(n);
+    }
+}

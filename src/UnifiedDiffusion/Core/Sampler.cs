@@ -1,0 +1,70 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Core;
+
+/// <summary>
+/// Fixes part of x during sampling (inpainting, infilling): wherever <see cref="Mask"/> is true,
+/// x_s is replaced by F_s(<see cref="Known"/>, ε), the known data pushed through the family's own
+/// forward process to level s. The network never learns that part of x was fixed.
+/// </summary>
+/// <param name="Known">Data at t = 0, shaped like a batch of samples.</param>
+/// <param name="Mask">Boolean, broadcastable to the sample: true where x is known.</param>
+public sealed record FixedPart(Tensor Known, Tensor Mask);
+
+/// <summary>What the sampler reports after each step. Tensors are valid only during the callback; clone to keep.</summary>
+public readonly record struct SamplerProgress(ReverseStep Step, Tensor Xt, IPosterior Posterior, Tensor Xs);
+
+/// <summary>Options for one sampling run.</summary>
+public sealed record SamplingOptions
+{
+    /// <summary>Part of x held fixed at every level, or null.</summary>
+    public FixedPart? Fixed { get; init; }
+
+    /// <summary>Called after every step, for progress bars and trajectory recording.</summary>
+    public Action<SamplerProgress>? OnStep { get; init; }
+}
+
+/// <summary>
+/// The one UDM sampler loop, shared by every family: start from x_{t_K} ~ prior, and at each grid
+/// step t → s ask the posterior model for q(x_0 | x_t), then let the kernel draw x_s.
+/// </summary>
+public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel<TPosterior> model, IReverseKernel<TPosterior> kernel)
+    where TPosterior : IPosterior
+{
+    /// <summary>The forward process this sampler reverses.</summary>
+    public IForwardProcess Process { get; } = process;
+
+    /// <summary>Draws a batch of the given shape from the prior and runs the whole grid.</summary>
+    public Tensor Sample(long[] shape, IReadOnlyList<int> grid, Device device, Generator? generator, SamplingOptions? options = null)
+    {
+        using var outer = torch.NewDisposeScope();
+        var start = Process.SamplePrior(shape, device, generator);
+        return Run(start, grid, generator, options).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs the grid from a given x at level grid[0]; returns x at level 0. The input is not disposed.</summary>
+    public Tensor Run(Tensor start, IReadOnlyList<int> grid, Generator? generator, SamplingOptions? options = null)
+    {
+        if (grid.Count < 2 || grid[^1] != 0) throw new ArgumentException("the grid must descend to 0", nameof(grid));
+        using var noGrad = torch.no_grad();
+        var x = start;
+        for (int i = 0; i + 1 < grid.Count; i++)
+        {
+            var step = new ReverseStep(grid[i], grid[i + 1], i, grid);
+            using var scope = torch.NewDisposeScope();
+            var posterior = model.Predict(x, ForwardProcessExtensions.Levels(step.T, x.shape[0], x.device));
+            var next = kernel.Step(Process, x, step, posterior, generator);
+            if (options?.Fixed is { } fixedPart)
+            {
+                var known = step.IsFinal ? fixedPart.Known : Process.Corrupt(fixedPart.Known, step.S, Process.SampleNoise(fixedPart.Known, generator));
+                next = torch.where(fixedPart.Mask, known, next);
+            }
+            if (options?.OnStep is { } onStep) onStep(new SamplerProgress(step, x, posterior, next));
+            next.MoveToOuterDisposeScope();
+            if (!ReferenceEquals(x, start)) x.Dispose();
+            x = next;
+        }
+        return x;
+    }
+}

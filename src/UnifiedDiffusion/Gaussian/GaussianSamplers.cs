@@ -1,0 +1,84 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Gaussian;
+
+/// <summary>
+/// The Gaussian kernels, all as the core's interpolate kernel x_s = ᾱ_s x̂_0 + √(β̄_s² − σ²)·ε̂ + σ·ε,
+/// i.e. σ̃ = σ/β̄_s: DDPM has σ = β̄_s β_{t|s}/β̄_t, DDIM σ = 0, DDIM-η σ = η·(the DDPM value).
+/// </summary>
+public static class GaussianKernels
+{
+    /// <summary>DDIM-η: η = 1 is DDPM, η = 0 is DDIM.</summary>
+    public static InterpolateKernel DdimEta(NoiseSchedule schedule, double eta)
+    {
+        if (eta < 0 || eta > 1 || double.IsNaN(eta)) throw new UdmException($"--eta {eta} is out of range: use a value in [0, 1].");
+        // σ̃ = σ/β̄_s = η·β_{t|s}/β̄_t, which stays finite at s = 0.
+        return new InterpolateKernel((t, s) => eta * schedule.TransitionNoise(t, s) / schedule.Noise(t));
+    }
+
+    /// <summary>DDPM (ancestral sampling with the posterior variance).</summary>
+    public static InterpolateKernel Ddpm(NoiseSchedule schedule) => DdimEta(schedule, 1.0);
+
+    /// <summary>DDIM, deterministic.</summary>
+    public static InvertKernel Ddim() => new();
+}
+
+/// <summary>Settings of the Analytic-DPM kernel.</summary>
+/// <param name="Eta">0 for Analytic-DDIM, 1 for Analytic-DDPM, or in between.</param>
+/// <param name="ClipPixels">
+/// The paper's clipping of the first step: the variance of the step that lands on the lowest
+/// nonzero level is capped so that E|σ·z| ≤ ClipPixels pixel bins, i.e.
+/// σ² ≤ (ClipPixels·DataRange/255·√(π/2))². Null: no clipping (continuous, non-pixel data).
+/// The official code uses 2 for Analytic-DDPM and 1 for Analytic-DDIM on images.
+/// </param>
+/// <param name="DataRange">b − a for data in [a, b]: bounds the posterior variance by (b − a)²/4
+/// (the paper's Theorem 2) and sets the pixel bin width. Null: no upper bound.</param>
+public sealed record AnalyticOptions(double Eta = 0, double? ClipPixels = null, double? DataRange = null);
+
+/// <summary>
+/// Analytic-DPM (Bao et al., 2022). It keeps the DDIM-η mean but does not treat x̂_0 as a point:
+/// x̂_0 ~ N(μ̄, σ̄_t² I) with σ̄_t² = (β̄_t²/ᾱ_t²)(1 − Γ_t), Γ_t = E‖ε̂(x_t, t)‖²/d estimated by
+/// Monte Carlo. The step's total variance is σ² + (ᾱ_s − √(β̄_s² − σ²)·ᾱ_t/β̄_t)²·σ̄_t². As in the
+/// official code, the final step to 0 returns the mean.
+/// </summary>
+public sealed class AnalyticKernel(NoiseSchedule schedule, GammaTable gamma, AnalyticOptions options) : IReverseKernel<GaussianPosterior>
+{
+    /// <inheritdoc />
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, GaussianPosterior posterior, Generator? generator)
+    {
+        var x0 = posterior.Mean;
+        if (step.IsFinal) return x0;
+        var (variance, meanNoiseScale) = StepVariance(step);
+        var mean = x0 * schedule.Signal(step.S) + process.InferNoise(x0, xt, step.T) * meanNoiseScale;
+        return variance > 0 ? mean.add_(torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: generator).mul_(Math.Sqrt(variance))) : mean;
+    }
+
+    /// <summary>The total variance of step t → s and the scale √(β̄_s² − σ²) of ε̂ in its mean.</summary>
+    public (double Variance, double MeanNoiseScale) StepVariance(ReverseStep step)
+    {
+        int t = step.T, s = step.S;
+        double lambda = options.Eta * schedule.PosteriorStd(t, s);
+        double noiseS = schedule.Noise(s);
+        double meanNoiseScale = Math.Sqrt(Math.Max(0, noiseS * noiseS - lambda * lambda));
+        double coefficient = schedule.Signal(s) - meanNoiseScale * schedule.Signal(t) / schedule.Noise(t);
+        double variance = lambda * lambda + coefficient * coefficient * PosteriorVariance(t);
+        if (options.ClipPixels is double pixels && step.LandsOnLowestLevel)
+        {
+            double binWidth = (options.DataRange ?? 2.0) / 255.0;
+            double threshold = Math.Pow(pixels * binWidth * Math.Sqrt(Math.PI / 2), 2);
+            variance = Math.Min(variance, threshold);
+        }
+        return (variance, meanNoiseScale);
+    }
+
+    /// <summary>σ̄_t² = (β̄_t²/ᾱ_t²)(1 − Γ_t), clamped to [0, (b − a)²/4].</summary>
+    public double PosteriorVariance(int t)
+    {
+        double ratio = schedule.Noise(t) / schedule.Signal(t);
+        double v = ratio * ratio * (1 - gamma[t]);
+        double upper = options.DataRange is double range ? range * range / 4 : double.PositiveInfinity;
+        return Math.Clamp(v, 0, upper);
+    }
+}
