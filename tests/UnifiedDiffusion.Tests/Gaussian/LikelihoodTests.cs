@@ -80,15 +80,18 @@ public sealed class LikelihoodTests
     {
         using var scope = torch.NewDisposeScope();
         var (x0, _, _, x0Squared) = Batch();
-        using var terms = Likelihood.NegativeElbo(Process, new FixedMeanModel(x0.clone()), x0, Grid,
+        // A leading grid: its top level is 901, not T, and the prior term is taken there.
+        int[] grid = [901, 301, 1, 0];
+        using var terms = Likelihood.NegativeElbo(Process, new FixedMeanModel(x0.clone()), x0, grid,
             new ElboOptions(ElboVariance.DdpmSmall, ElboDecoder.Continuous), new Generator(1));
         Assert.Equal(0.0, terms.Transitions.abs().max().item<double>());
         // DDPM small has σ² = 0 at s = 0; the decoder uses the small variance between levels 1 and 2.
         double decoderVariance = B2(1) * (1 - A2[2] / A2[1]) / B2(2);
         AssertClose(Enumerable.Repeat(0.5 * D * Math.Log(2 * Math.PI * decoderVariance), 3).ToArray(), terms.Decoder);
-        AssertClose(x0Squared.Select(v => PriorKl(1000, v)).ToArray(), terms.Prior);
+        AssertClose(x0Squared.Select(v => PriorKl(901, v)).ToArray(), terms.Prior);
         Assert.Equal(D, terms.Dimension);
-        Assert.Equal(Grid.Length, terms.Steps.Count); // prior + 3 transitions + decoder
+        Assert.Equal(grid.Length, terms.Steps.Count); // prior + 2 transitions + decoder
+        Assert.Equal([(901, -1), (901, 301), (301, 1), (1, 0)], terms.Steps.Select(s => (s.T, s.S)));
     }
 
     [Fact]

@@ -51,6 +51,8 @@ public sealed class NoiseScheduleTests
         Assert.Equal([1.0, 0.9, 0.5, 0.1], schedule.SignalTable);
         Assert.Equal(Math.Sqrt(1 - 0.25), schedule.Noise(2), 15);
         Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Custom, 3, AlphaBar: [0.9, 0.5])));
+        Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Custom, 3, AlphaBar: [0.9, 0.5, 0.1, 0.05])));
+        Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Custom, 3)));
         Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Custom, 3, AlphaBar: [0.9, 0.95, 0.1])));
         Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Custom, 2, AlphaBar: [0.9, 0.0])));
         Assert.Throws<UdmException>(() => NoiseSchedule.Create(new ScheduleConfig(ScheduleKind.Linear, 0)));
