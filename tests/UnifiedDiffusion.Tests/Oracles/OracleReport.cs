@@ -1,4 +1,3 @@
-
 using System.Text;
 using TorchSharp;
 using UnifiedDiffusion.Core;
@@ -59,7 +58,7 @@ public sealed class OracleReport(ITestOutputHelper output)
             md.AppendLine();
         }
 
-        md.AppendLine("### Sample quality, leading grids (sliced W2 ↓ / mean log-density ↑)");
+        md.AppendLine("### Sample quality, leading grids (sliced W2, lower is better / mean log-density, best when equal to the data's: above it the samples are too concentrated)");
         md.AppendLine();
         md.AppendLine("| steps | DDPM | DDIM | Analytic-DDIM |");
         md.AppendLine("|---|---|---|---|");
