@@ -22,7 +22,9 @@ internal static class CommandLine
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            error.WriteLine($"udm: error: {parsed.Errors[0].Message} (see `{CommandPath(parsed)} --help`)");
+            // Unrecognised tokens first: they usually explain the other errors (e.g. a mistyped command).
+            var messages = parsed.Errors.Select(e => e.Message.TrimEnd('.')).OrderBy(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1);
+            error.WriteLine($"udm: error: {string.Join("; ", messages)} (see `{CommandPath(parsed)} --help`)");
             return UserError;
         }
         try
