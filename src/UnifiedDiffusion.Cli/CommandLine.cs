@@ -18,6 +18,7 @@ internal static class CommandLine
             SampleCommand.Create(),
             EvalCommand.Create(),
             RecipesCommand.Create(),
+            BenchCommand.Create(),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
