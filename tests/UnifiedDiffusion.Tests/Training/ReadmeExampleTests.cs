@@ -30,7 +30,7 @@ public sealed class ReadmeExampleTests : IDisposable
         Assert.NotNull(logDensity);
         // Sampling is reproducible from its seed, and the Γ table was stored with the run.
         using var again = run.Sample(spec, count: 1000, seed: 0);
-        Assert.True(samples.equal(again).item<bool>());
+        Assert.True(samples.equal(again).all().item<bool>());
         Assert.True(File.Exists(Path.Combine(_root, "gmm8", Experiment.Files.Gamma)));
     }
 
