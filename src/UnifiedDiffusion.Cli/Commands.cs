@@ -20,10 +20,11 @@ internal static class TrainCommand
         var seed = new Option<long?>("--seed") { Description = "seed for initialisation, batches and noise (overrides the recipe)" };
         var lr = new Option<double?>("--lr") { Description = "peak learning rate (overrides the recipe)" };
         var resume = new Option<bool>("--resume") { Description = "continue the checkpoint in --out exactly where it stopped" };
+        var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("train", "Train a model from a recipe or a JSON config. Ctrl-C saves a checkpoint; --resume continues it.")
         {
-            recipe, output, steps, seed, lr, resume, threads,
+            recipe, output, steps, seed, lr, resume, device, threads,
         };
         command.SetAction(r =>
         {
@@ -36,6 +37,7 @@ internal static class TrainCommand
                 : throw new UdmException($"name a recipe ({string.Join(", ", Recipes.Names)}) or a JSON config, e.g. `udm train gmm8 --out {runDir}`.");
             config = config with
             {
+                Device = r.GetValue(device) ?? config.Device,
                 Training = config.Training with
                 {
                     Steps = r.GetValue(steps) ?? config.Training.Steps,
@@ -88,10 +90,11 @@ internal static class SampleCommand
         var count = Options.Count(2000);
         var seed = Options.Seed("the prior and the sampler noise");
         var output = new Option<string?>("--out") { Description = "output file: .png (scatter plot) or .csv (points); default RUN/samples-SAMPLER-STEPS.png" };
+        var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("sample", "Draw samples from a trained run and write them as a PNG scatter plot or CSV.")
         {
-            run, sampler, steps, eta, grid, count, seed, output, threads,
+            run, sampler, steps, eta, grid, count, seed, output, device, threads,
         };
         command.SetAction(r =>
         {
@@ -99,7 +102,7 @@ internal static class SampleCommand
             var spec = Options.Spec(r, sampler, steps, eta, grid);
             int n = Options.Positive(r, count, "--count");
             string runDir = r.GetValue(run)!;
-            var experiment = Experiment.Load(runDir);
+            var experiment = Experiment.Load(runDir, r.GetValue(device));
             string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{spec.Name}-{spec.Steps}.png");
             using var samples = ProgressView.Run($"sample {spec.Name}", spec.Steps, report =>
                 experiment.Sample(spec, n, r.GetValue(seed), new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") }));
@@ -142,10 +145,11 @@ internal static class EvalCommand
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
+        var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure: sliced Wasserstein-2 to fresh data and, for mixtures, the mean log-density under the true density.")
         {
-            run, oracle, sampler, steps, eta, grid, count, seed, json, threads,
+            run, oracle, sampler, steps, eta, grid, count, seed, json, device, threads,
         };
         command.SetAction(r =>
         {
@@ -154,9 +158,13 @@ internal static class EvalCommand
             int n = Options.Positive(r, count, "--count");
             string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
-            var quality = oracleName is not null
-                ? new Evaluation.Oracle(oracleName).Evaluate(spec, n, r.GetValue(seed))
-                : Evaluation.Evaluate(Experiment.Load(runDir!), spec, n, r.GetValue(seed));
+            var quality = ProgressView.Run($"eval {spec.Name}", spec.Steps, report =>
+            {
+                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                return oracleName is not null
+                    ? new Evaluation.Oracle(oracleName).Evaluate(spec, n, r.GetValue(seed), options)
+                    : Evaluation.Evaluate(Experiment.Load(runDir!, r.GetValue(device)), spec, n, r.GetValue(seed), options);
+            });
             if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(quality, Json));
             else MetricsTable.Print(oracleName is not null ? "exact denoiser" : runDir!, [quality]);
             return 0;

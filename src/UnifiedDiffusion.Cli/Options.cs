@@ -9,6 +9,8 @@ internal static class Options
 {
     public static Option<int> Threads() => new("--threads") { Description = "libtorch threads (0 = one per core)", DefaultValueFactory = _ => 0 };
 
+    public static Option<string?> Device() => new("--device") { Description = "cpu or cuda (default: the run's own device, cpu for new runs)" };
+
     public static Option<long> Seed(string what) => new("--seed") { Description = $"seed for {what}; the same seed gives the same result", DefaultValueFactory = _ => 0 };
 
     public static Option<string> Sampler() => new("--sampler")

@@ -5,7 +5,7 @@ namespace UnifiedDiffusion.Cli;
 
 /// <summary>
 /// Progress for long work: a Spectre.Console bar with ETA on a terminal, or a plain line every
-/// 10% (with ETA) when output is redirected, so CI logs show progress too.
+/// 10% (with ETA) on stderr when output is redirected, so logs show progress and stdout stays clean (e.g. for --json).
 /// </summary>
 internal static class ProgressView
 {
@@ -39,7 +39,7 @@ internal static class ProgressView
             if (done < nextReport && done != total) return;
             nextReport = done + Math.Max(1, total / 10);
             double eta = done > 0 ? clock.Elapsed.TotalSeconds / done * (total - done) : double.NaN;
-            Console.WriteLine($"{title} {done}/{total} {detail} elapsed {clock.Elapsed:mm\\:ss} eta {TimeSpan.FromSeconds(double.IsFinite(eta) ? eta : 0):mm\\:ss}");
+            Console.Error.WriteLine($"{title} {done}/{total} {detail} elapsed {clock.Elapsed:mm\\:ss} eta {TimeSpan.FromSeconds(double.IsFinite(eta) ? eta : 0):mm\\:ss}");
         });
     }
 }

@@ -37,10 +37,10 @@ public static class Evaluation
     }
 
     /// <summary>Samples from a trained run and measures the result.</summary>
-    public static SampleQuality Evaluate(Experiment experiment, GaussianSamplerSpec spec, int count, long seed)
+    public static SampleQuality Evaluate(Experiment experiment, GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
     {
         var clock = Stopwatch.StartNew();
-        using var samples = experiment.Sample(spec, count, seed);
+        using var samples = experiment.Sample(spec, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
         var (w2, logDensity) = Measure(samples, experiment.Data, seed);
         return new SampleQuality(experiment.Data.Name, spec.Name, spec.Steps, spec.Eta, count, w2, logDensity, seconds);
@@ -74,13 +74,13 @@ public static class Evaluation
         public MixtureOracle Model { get; }
 
         /// <summary>Samples with the exact denoiser and measures them.</summary>
-        public SampleQuality Evaluate(GaussianSamplerSpec spec, int count, long seed)
+        public SampleQuality Evaluate(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
         {
             var grid = GaussianSampling.Grid(spec, Process.Steps);
             if (spec.NeedsGamma && !_gamma.Covers(grid))
                 _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, new Generator(12345));
             var clock = Stopwatch.StartNew();
-            using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed));
+            using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed), options: options);
             double seconds = clock.Elapsed.TotalSeconds;
             var (w2, logDensity) = Measure(samples, Mixture, seed);
             return new SampleQuality(Mixture.Name, spec.Name, spec.Steps, spec.Eta, count, w2, logDensity, seconds);

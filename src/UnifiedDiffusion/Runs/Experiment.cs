@@ -89,11 +89,15 @@ public sealed class Experiment
     /// <summary>A fresh, untrained run.</summary>
     public static Experiment Create(ExperimentConfig config) => new(config);
 
-    /// <summary>Loads a trained run folder (config.json and checkpoint.udm); sampling uses the EMA weights.</summary>
-    public static Experiment Load(string runDir)
+    /// <summary>
+    /// Loads a trained run folder (config.json and checkpoint.udm); sampling uses the EMA weights.
+    /// <paramref name="device"/> overrides the device the run was trained on.
+    /// </summary>
+    public static Experiment Load(string runDir, string? device = null)
     {
         if (!Directory.Exists(runDir)) throw new UdmException($"run folder {runDir} does not exist; train one with `udm train --out {runDir}`.");
         var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
+        if (device is not null) config = config with { Device = device };
         var experiment = new Experiment(config);
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
