@@ -83,10 +83,7 @@ internal static class SampleCommand
     public static Command Create()
     {
         var run = new Option<string>("--run") { Description = "run folder written by `udm train`", Required = true };
-        var sampler = Options.Sampler();
-        var steps = Options.Steps("reverse steps (network evaluations)", 50);
-        var eta = Options.Eta();
-        var grid = Options.Grid();
+        var samplerSet = new Options.SamplerSet();
         var count = Options.Count(2000);
         var seed = Options.Seed("the prior and the sampler noise");
         var output = new Option<string?>("--out") { Description = "output file: .png (scatter plot) or .csv (points); default RUN/samples-SAMPLER-STEPS.png" };
@@ -94,12 +91,13 @@ internal static class SampleCommand
         var threads = Options.Threads();
         var command = new Command("sample", "Draw samples from a trained run and write them as a PNG scatter plot or CSV.")
         {
-            run, sampler, steps, eta, grid, count, seed, output, device, threads,
+            run, count, seed, output, device, threads,
         };
+        foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
         {
             Platform.SetThreads(r.GetValue(threads));
-            var spec = Options.Spec(r, sampler, steps, eta, grid);
+            var spec = samplerSet.Build(r);
             int n = Options.Positive(r, count, "--count");
             string runDir = r.GetValue(run)!;
             var experiment = Experiment.Load(runDir, r.GetValue(device));
@@ -138,10 +136,7 @@ internal static class EvalCommand
     {
         var run = new Option<string?>("--run") { Description = "run folder written by `udm train`" };
         var oracle = new Option<string?>("--oracle") { Description = "use the exact denoiser of gmm8 or gmm25 instead of a trained model" };
-        var sampler = Options.Sampler();
-        var steps = Options.Steps("reverse steps (network evaluations)", 50);
-        var eta = Options.Eta();
-        var grid = Options.Grid();
+        var samplerSet = new Options.SamplerSet();
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
@@ -149,12 +144,13 @@ internal static class EvalCommand
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure: sliced Wasserstein-2 to fresh data and, for mixtures, the mean log-density under the true density.")
         {
-            run, oracle, sampler, steps, eta, grid, count, seed, json, device, threads,
+            run, oracle, count, seed, json, device, threads,
         };
+        foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
         {
             Platform.SetThreads(r.GetValue(threads));
-            var spec = Options.Spec(r, sampler, steps, eta, grid);
+            var spec = samplerSet.Build(r);
             int n = Options.Positive(r, count, "--count");
             string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");

@@ -22,7 +22,8 @@ public enum GaussianSamplerKind
 /// <param name="Steps">Number of reverse steps K.</param>
 /// <param name="Eta">η for DDIM (0 = DDIM, 1 = DDPM-like); ignored by DDPM.</param>
 /// <param name="Grid">leading, trailing, quadratic, or an explicit list such as "999,500,0".</param>
-/// <param name="Analytic">Clipping settings for the analytic kernels.</param>
+/// <param name="Analytic">Settings of the analytic kernels; null takes the official code's defaults
+/// (first-step clip of 2 pixel bins for Analytic-DDPM and 1 for Analytic-DDIM, the paper's Γ estimator).</param>
 public sealed record GaussianSamplerSpec(GaussianSamplerKind Kind = GaussianSamplerKind.Ddim, int Steps = 50, double Eta = 0,
     string Grid = "leading", AnalyticOptions? Analytic = null)
 {
@@ -53,13 +54,12 @@ public static class GaussianSampling
     /// <summary>The reverse kernel the spec asks for. Analytic kernels need <paramref name="gamma"/> to cover the grid.</summary>
     public static IReverseKernel<GaussianPosterior> Kernel(GaussianSamplerSpec spec, NoiseSchedule schedule, GammaTable? gamma)
     {
-        var analytic = spec.Analytic ?? new AnalyticOptions();
         return spec.Kind switch
         {
             GaussianSamplerKind.Ddpm => GaussianKernels.Ddpm(schedule),
             GaussianSamplerKind.Ddim => spec.Eta == 0 ? GaussianKernels.Ddim() : GaussianKernels.DdimEta(schedule, spec.Eta),
-            GaussianSamplerKind.AnalyticDdpm => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), analytic with { Eta = 1 }),
-            GaussianSamplerKind.AnalyticDdim => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), analytic with { Eta = spec.Eta }),
+            GaussianSamplerKind.AnalyticDdpm => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? new AnalyticOptions(ClipPixels: 2)) with { Eta = 1 }),
+            GaussianSamplerKind.AnalyticDdim => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? new AnalyticOptions(ClipPixels: 1)) with { Eta = spec.Eta }),
             _ => throw new ArgumentOutOfRangeException(nameof(spec)),
         };
     }
