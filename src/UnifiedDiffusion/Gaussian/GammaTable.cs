@@ -57,8 +57,15 @@ public sealed class GammaTable
     /// <summary>Number of levels T.</summary>
     public int Steps => _noiseNorm.Length - 1;
 
-    /// <summary>Γ_t by the paper's estimator; throws if level t was not estimated.</summary>
-    public double this[int t] => Get(t, GammaEstimator.NoiseNorm);
+    /// <summary>
+    /// Γ_t by the paper's estimator; throws if level t was not estimated. Setting it sets a known
+    /// Γ_t for both estimators.
+    /// </summary>
+    public double this[int t]
+    {
+        get => Get(t, GammaEstimator.NoiseNorm);
+        set => _noiseNorm[t] = _residual[t] = value;
+    }
 
     /// <summary>Γ_t by the chosen estimator; throws if level t was not estimated.</summary>
     public double Get(int t, GammaEstimator estimator)
