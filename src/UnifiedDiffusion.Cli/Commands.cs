@@ -140,11 +140,12 @@ internal static class EvalCommand
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
+        var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data in bits/dim along the same grid (ddpm, analytic-ddpm)" };
         var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure: sliced Wasserstein-2 to fresh data and, for mixtures, the mean log-density under the true density.")
         {
-            run, oracle, count, seed, json, device, threads,
+            run, oracle, count, seed, json, nll, device, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -154,13 +155,21 @@ internal static class EvalCommand
             int n = Options.Positive(r, count, "--count");
             string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
+            long s = r.GetValue(seed);
+            var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
+            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device));
             var quality = ProgressView.Run($"eval {spec.Name}", spec.Steps, report =>
             {
                 var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
-                return oracleName is not null
-                    ? new Evaluation.Oracle(oracleName).Evaluate(spec, n, r.GetValue(seed), options)
-                    : Evaluation.Evaluate(Experiment.Load(runDir!, r.GetValue(device)), spec, n, r.GetValue(seed), options);
+                return oracleRun?.Evaluate(spec, n, s, options) ?? Evaluation.Evaluate(experiment!, spec, n, s, options);
             });
+            if (r.GetValue(nll))
+            {
+                double bits = oracleRun is not null
+                    ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
+                    : Evaluation.NllBitsPerDim(experiment!.Process, experiment.Model, grid => experiment.Gamma(grid), spec, experiment.Data, n, s);
+                quality = quality with { NllBitsPerDim = bits };
+            }
             if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(quality, Json));
             else MetricsTable.Print(oracleName is not null ? "exact denoiser" : runDir!, [quality]);
             return 0;
@@ -173,10 +182,18 @@ internal static class MetricsTable
 {
     public static void Print(string title, IEnumerable<SampleQuality> rows)
     {
+        var list = rows.ToList();
+        // Redirected output has no terminal width; Spectre would wrap every cell at 80 columns.
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
+        bool withNll = list.Any(q => q.NllBitsPerDim is not null);
         var table = new Table().Title(Markup.Escape(title)).AddColumns("data", "sampler", "steps", "η", "samples", "sliced W2 ↓", "log-density ↑", "seconds");
-        foreach (var q in rows)
-            table.AddRow(q.Data, q.Sampler, q.Steps.ToString(), q.Eta.ToString("0.##"), q.Count.ToString(), q.SlicedW2.ToString("F4"),
-                q.LogDensity?.ToString("F3") ?? "–", q.Seconds.ToString("F2"));
+        if (withNll) table.AddColumn("NLL bits/dim ↓");
+        foreach (var q in list)
+        {
+            string[] cells = [q.Data, q.Sampler, q.Steps.ToString(), q.Eta.ToString("0.##"), q.Count.ToString(), q.SlicedW2.ToString("F4"),
+                q.LogDensity?.ToString("F3") ?? "–", q.Seconds.ToString("F2")];
+            table.AddRow(withNll ? [.. cells, q.NllBitsPerDim?.ToString("F3") ?? "–"] : cells);
+        }
         AnsiConsole.Write(table);
     }
 }

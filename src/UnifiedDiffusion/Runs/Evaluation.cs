@@ -17,7 +17,9 @@ namespace UnifiedDiffusion.Runs;
 /// <param name="SlicedW2">Sliced Wasserstein-2 to fresh data of the same count.</param>
 /// <param name="LogDensity">Mean log-density of the samples under the true mixture (mixtures only).</param>
 /// <param name="Seconds">Wall time of sampling.</param>
-public sealed record SampleQuality(string Data, string Sampler, int Steps, double Eta, int Count, double SlicedW2, double? LogDensity, double Seconds);
+/// <param name="NllBitsPerDim">Negative ELBO of held-out data along the same grid, in bits per dimension (when asked for).</param>
+public sealed record SampleQuality(string Data, string Sampler, int Steps, double Eta, int Count, double SlicedW2, double? LogDensity, double Seconds,
+    double? NllBitsPerDim = null);
 
 /// <summary>Evaluates Gaussian samplers against the data, with a trained model or an exact oracle.</summary>
 public static class Evaluation
@@ -34,6 +36,29 @@ public static class Evaluation
         double w2 = SampleMetrics.SlicedWasserstein2(samples, reference, Projections, generator);
         double? logDensity = data is GaussianMixture mixture ? mixture.LogDensity(samples).mean().item<double>() : null;
         return (w2, logDensity);
+    }
+
+    /// <summary>
+    /// The negative ELBO (NLL bound) in bits per dimension of <paramref name="count"/> fresh data
+    /// samples along the spec's grid: DDPM's small variance for <c>ddpm</c>, Analytic-DPM's for
+    /// <c>analytic-ddpm</c> (DDIM has no likelihood). The decoder is a continuous Gaussian density.
+    /// </summary>
+    public static double NllBitsPerDim(GaussianProcess process, IPosteriorModel<GaussianPosterior> model, Func<int[], GammaTable> gamma,
+        GaussianSamplerSpec spec, IDataSource data, int count, long seed)
+    {
+        var grid = GaussianSampling.Grid(spec, process.Steps);
+        var options = spec.Kind switch
+        {
+            GaussianSamplerKind.Ddpm => new ElboOptions(ElboVariance.DdpmSmall, ElboDecoder.Continuous),
+            GaussianSamplerKind.AnalyticDdpm => new ElboOptions(ElboVariance.Analytic, ElboDecoder.Continuous,
+                new AnalyticKernel(process.Schedule, gamma(grid), (spec.Analytic ?? new AnalyticOptions()) with { Eta = 1, ClipPixels = null })),
+            _ => throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood)."),
+        };
+        using var scope = torch.NewDisposeScope();
+        var generator = new Generator((ulong)seed + 104729);
+        var x0 = data.Sample(count, generator);
+        using var terms = Likelihood.NegativeElbo(process, model, x0, grid, options, generator);
+        return terms.BitsPerDim;
     }
 
     /// <summary>Samples from a trained run and measures the result.</summary>
@@ -73,12 +98,18 @@ public static class Evaluation
         /// <summary>The exact posterior model.</summary>
         public MixtureOracle Model { get; }
 
+        /// <summary>Γ with the exact denoiser, estimated where missing (2000 samples per level).</summary>
+        public GammaTable Gamma(int[] grid)
+        {
+            if (!_gamma.Covers(grid))
+                _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, new Generator(12345));
+            return _gamma;
+        }
+
         /// <summary>Samples with the exact denoiser and measures them.</summary>
         public SampleQuality Evaluate(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
         {
-            var grid = GaussianSampling.Grid(spec, Process.Steps);
-            if (spec.NeedsGamma && !_gamma.Covers(grid))
-                _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, new Generator(12345));
+            if (spec.NeedsGamma) Gamma(GaussianSampling.Grid(spec, Process.Steps));
             var clock = Stopwatch.StartNew();
             using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed), options: options);
             double seconds = clock.Elapsed.TotalSeconds;
