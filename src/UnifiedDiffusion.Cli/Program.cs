@@ -1,1 +1,3 @@
-Console.WriteLine("udm: under construction");
+using UnifiedDiffusion.Cli;
+
+return CommandLine.Run(args, Console.Out, Console.Error);

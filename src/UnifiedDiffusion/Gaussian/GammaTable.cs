@@ -1,54 +1,101 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using TorchSharp;
 using UnifiedDiffusion.Core;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Gaussian;
 
+/// <summary>How Γ_t is estimated from Monte-Carlo pairs (x_0, ε).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<GammaEstimator>))]
+public enum GammaEstimator
+{
+    /// <summary>
+    /// The paper's Γ_t = E‖ε̂‖²/d. Unbiased, but in few dimensions its Monte-Carlo error, multiplied
+    /// by β̄_t²/ᾱ_t² in σ̄_t², is large at high t.
+    /// </summary>
+    NoiseNorm,
+
+    /// <summary>
+    /// Γ_t = 1 − E‖ε − ε̂‖²/d. Equal to <see cref="NoiseNorm"/> in expectation for the optimal ε̂
+    /// (ε̂ = E[ε | x_t] is orthogonal to ε − ε̂), so σ̄_t² becomes E‖x_0 − x̂_0‖²/d, the x̂_0 error.
+    /// Its variance is far smaller where ε̂ ≈ ε, and it stays a valid variance for an imperfect
+    /// model (the imperfect-mean correction of Bao et al., 2022b).
+    /// </summary>
+    Residual,
+}
+
 /// <summary>
-/// Γ_t = E‖ε̂(x_t, t)‖²/d for t = 1..T, the one statistic Analytic-DPM needs. Estimated once by
-/// Monte Carlo over the training data and stored beside the model; levels that were not
-/// estimated are NaN.
+/// Γ_t for t = 1..T, the one statistic Analytic-DPM needs, by both estimators of
+/// <see cref="GammaEstimator"/>. Estimated once by Monte Carlo over the training data and stored
+/// beside the model; levels that were not estimated are NaN.
 /// </summary>
 public sealed class GammaTable
 {
-    private readonly double[] _values;
+    private readonly double[] _noiseNorm;
+    private readonly double[] _residual;
 
     /// <summary>A table for levels 0..<paramref name="steps"/>, all unknown.</summary>
-    public GammaTable(int steps) : this(Enumerable.Repeat(double.NaN, steps + 1).ToArray()) { }
+    public GammaTable(int steps) : this(Unknown(steps), Unknown(steps), double.NaN) { }
 
-    private GammaTable(double[] values) => _values = values;
+    private GammaTable(double[] noiseNorm, double[] residual, double dataVariance)
+    {
+        _noiseNorm = noiseNorm;
+        _residual = residual;
+        DataVariance = dataVariance;
+    }
+
+    private static double[] Unknown(int steps) => Enumerable.Repeat(double.NaN, steps + 1).ToArray();
+
+    /// <summary>
+    /// The mean per-dimension variance of x_0, measured on the same data. By the law of total
+    /// variance E[tr Cov(x_0 | x_t)]/d cannot exceed it, so it bounds σ̄_t² where Γ_t's Monte-Carlo
+    /// error is amplified by β̄_t²/ᾱ_t² (large t). NaN until estimated.
+    /// </summary>
+    public double DataVariance { get; private set; }
 
     /// <summary>Number of levels T.</summary>
-    public int Steps => _values.Length - 1;
+    public int Steps => _noiseNorm.Length - 1;
 
-    /// <summary>Γ_t; throws if level t was not estimated.</summary>
+    /// <summary>
+    /// Γ_t by the paper's estimator; throws if level t was not estimated. Setting it sets a known
+    /// Γ_t for both estimators.
+    /// </summary>
     public double this[int t]
     {
-        get
-        {
-            double v = _values[t];
-            if (double.IsNaN(v)) throw new UdmException($"Γ_{t} has not been estimated; run `udm sample` with the training data available, or re-estimate with GammaTable.Estimate.");
-            return v;
-        }
-        set => _values[t] = value;
+        get => Get(t, GammaEstimator.NoiseNorm);
+        set => _noiseNorm[t] = _residual[t] = value;
+    }
+
+    /// <summary>Γ_t by the chosen estimator; throws if level t was not estimated.</summary>
+    public double Get(int t, GammaEstimator estimator)
+    {
+        double v = (estimator == GammaEstimator.Residual ? _residual : _noiseNorm)[t];
+        if (double.IsNaN(v)) throw new UdmException($"Γ_{t} has not been estimated; run `udm sample` with the training data available, or re-estimate with GammaTable.Estimate.");
+        return v;
     }
 
     /// <summary>True when every nonzero level of <paramref name="levels"/> has an estimate.</summary>
-    public bool Covers(IEnumerable<int> levels) => levels.Where(t => t > 0).All(t => !double.IsNaN(_values[t]));
+    public bool Covers(IEnumerable<int> levels) => levels.Where(t => t > 0).All(t => !double.IsNaN(_noiseNorm[t]));
 
     /// <summary>
-    /// Estimates Γ_t at the given levels: <paramref name="samplesPerLevel"/> fresh pairs (x_0, ε) per
-    /// level, x_t = ᾱ_t x_0 + β̄_t ε, and the mean square of the model's ε̂ over dimensions.
+    /// Estimates Γ_t at the given levels from <paramref name="samplesPerLevel"/> fresh pairs (x_0, ε)
+    /// per level, x_t = ᾱ_t x_0 + β̄_t ε, by both estimators in one pass; also the data variance.
     /// </summary>
     public void Estimate(IPosteriorModel<GaussianPosterior> model, GaussianProcess process, IDataSource data,
         IEnumerable<int> levels, int samplesPerLevel, Generator generator, Device? device = null, int batchSize = 4096,
         Action<int>? onLevel = null)
     {
         using var noGrad = torch.no_grad();
+        if (double.IsNaN(DataVariance))
+        {
+            using var scope = torch.NewDisposeScope();
+            var x0 = data.Sample(Math.Max(samplesPerLevel, 1000), generator, device);
+            DataVariance = x0.flatten(1).var([0]).mean().item<float>();
+        }
         foreach (int t in levels.Where(t => t > 0).Distinct())
         {
-            double sum = 0;
+            double norm = 0, residual = 0;
             int done = 0;
             while (done < samplesPerLevel)
             {
@@ -56,12 +103,14 @@ public sealed class GammaTable
                 int n = Math.Min(batchSize, samplesPerLevel - done);
                 var x0 = data.Sample(n, generator, device);
                 var tt = ForwardProcessExtensions.Levels(t, n, x0.device);
-                var xt = process.Corrupt(x0, tt, process.SampleNoise(x0, generator));
-                var eps = model.Predict(xt, tt).RawNoise;
-                sum += eps.pow(2).flatten(1).mean([1]).sum().item<float>();
+                var noise = process.SampleNoise(x0, generator);
+                var eps = model.Predict(process.Corrupt(x0, tt, noise), tt).RawNoise;
+                norm += eps.pow(2).flatten(1).mean([1]).sum().item<float>();
+                residual += (noise - eps).pow(2).flatten(1).mean([1]).sum().item<float>();
                 done += n;
             }
-            _values[t] = sum / samplesPerLevel;
+            _noiseNorm[t] = norm / samplesPerLevel;
+            _residual[t] = 1 - residual / samplesPerLevel;
             onLevel?.Invoke(t);
         }
     }
@@ -69,22 +118,24 @@ public sealed class GammaTable
     /// <summary>Writes the table as JSON (null for unknown levels).</summary>
     public void Save(string path, long checkpointStep)
     {
-        var doc = new GammaFile(checkpointStep, _values.Select(v => double.IsNaN(v) ? (double?)null : v).ToArray());
+        static double?[] Nullable(double[] v) => v.Select(x => double.IsNaN(x) ? (double?)null : x).ToArray();
+        var doc = new GammaFile(checkpointStep, Nullable(_noiseNorm), Nullable(_residual), double.IsNaN(DataVariance) ? null : DataVariance);
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(doc));
     }
 
-    /// <summary>Reads a table written by <see cref="Save"/>; null if it is missing or was made for another checkpoint step.</summary>
+    /// <summary>Reads a table written by <see cref="Save"/>; null if it is missing, unreadable or made for another checkpoint step.</summary>
     public static GammaTable? Load(string path, int steps, long checkpointStep)
     {
         if (!File.Exists(path)) return null;
         try
         {
             var doc = JsonSerializer.Deserialize<GammaFile>(File.ReadAllText(path));
-            if (doc is null || doc.CheckpointStep != checkpointStep || doc.Gamma.Length != steps + 1) return null;
-            return new GammaTable(doc.Gamma.Select(v => v ?? double.NaN).ToArray());
+            if (doc is null || doc.CheckpointStep != checkpointStep || doc.NoiseNorm.Length != steps + 1 || doc.Residual.Length != steps + 1) return null;
+            static double[] Values(double?[] v) => v.Select(x => x ?? double.NaN).ToArray();
+            return new GammaTable(Values(doc.NoiseNorm), Values(doc.Residual), doc.DataVariance ?? double.NaN);
         }
         catch (JsonException) { return null; }
     }
 
-    private sealed record GammaFile(long CheckpointStep, double?[] Gamma);
+    private sealed record GammaFile(long CheckpointStep, double?[] NoiseNorm, double?[] Residual, double? DataVariance);
 }

@@ -34,8 +34,10 @@ public static class GaussianKernels
 /// The official code uses 2 for Analytic-DDPM and 1 for Analytic-DDIM on images.
 /// </param>
 /// <param name="DataRange">b − a for data in [a, b]: bounds the posterior variance by (b − a)²/4
-/// (the paper's Theorem 2) and sets the pixel bin width. Null: no upper bound.</param>
-public sealed record AnalyticOptions(double Eta = 0, double? ClipPixels = null, double? DataRange = null);
+/// (the paper's Theorem 2) and sets the pixel bin width. Null: no such bound, and bins of 2/255.</param>
+/// <param name="Estimator">Which Γ_t estimate to use (see <see cref="GammaEstimator"/>).</param>
+public sealed record AnalyticOptions(double Eta = 0, double? ClipPixels = null, double? DataRange = null,
+    GammaEstimator Estimator = GammaEstimator.NoiseNorm);
 
 /// <summary>
 /// Analytic-DPM (Bao et al., 2022). It keeps the DDIM-η mean but does not treat x̂_0 as a point:
@@ -73,12 +75,17 @@ public sealed class AnalyticKernel(NoiseSchedule schedule, GammaTable gamma, Ana
         return (variance, meanNoiseScale);
     }
 
-    /// <summary>σ̄_t² = (β̄_t²/ᾱ_t²)(1 − Γ_t), clamped to [0, (b − a)²/4].</summary>
+    /// <summary>
+    /// σ̄_t² = (β̄_t²/ᾱ_t²)(1 − Γ_t), clamped to [0, upper]: upper is (b − a)²/4 for data in [a, b]
+    /// (the paper's Theorem 2) and the data's own variance (law of total variance), whichever is
+    /// known and smaller.
+    /// </summary>
     public double PosteriorVariance(int t)
     {
         double ratio = schedule.Noise(t) / schedule.Signal(t);
-        double v = ratio * ratio * (1 - gamma[t]);
+        double v = ratio * ratio * (1 - gamma.Get(t, options.Estimator));
         double upper = options.DataRange is double range ? range * range / 4 : double.PositiveInfinity;
+        if (!double.IsNaN(gamma.DataVariance)) upper = Math.Min(upper, gamma.DataVariance);
         return Math.Clamp(v, 0, upper);
     }
 }

@@ -1,0 +1,302 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Output;
+using UnifiedDiffusion.Runs;
+
+namespace UnifiedDiffusion.Cli;
+
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var recipe = new Argument<string?>("recipe") { Description = $"a recipe ({string.Join(", ", Recipes.Names)}) or a JSON config file; optional with --resume", Arity = ArgumentArity.ZeroOrOne };
+        var output = new Option<string>("--out") { Description = "run folder for config, checkpoint, loss curve and TensorBoard logs", Required = true };
+        var steps = new Option<int?>("--steps") { Description = "total training steps (overrides the recipe)" };
+        var seed = new Option<long?>("--seed") { Description = "seed for initialisation, batches and noise (overrides the recipe)" };
+        var lr = new Option<double?>("--lr") { Description = "peak learning rate (overrides the recipe)" };
+        var resume = new Option<bool>("--resume") { Description = "continue the checkpoint in --out exactly where it stopped" };
+        var device = Options.Device();
+        var threads = Options.Threads();
+        var command = new Command("train", "Train a model from a recipe or a JSON config. Ctrl-C saves a checkpoint; --resume continues it.")
+        {
+            recipe, output, steps, seed, lr, resume, device, threads,
+        };
+        command.SetAction(r =>
+        {
+            Platform.SetThreads(r.GetValue(threads));
+            string runDir = r.GetValue(output)!;
+            string? source = r.GetValue(recipe);
+            bool isResume = r.GetValue(resume);
+            ExperimentConfig config = source is not null ? Recipes.Resolve(source)
+                : isResume ? ExperimentConfig.Load(Path.Combine(runDir, Experiment.Files.Config))
+                : throw new UdmException($"name a recipe ({string.Join(", ", Recipes.Names)}) or a JSON config, e.g. `udm train gmm8 --out {runDir}`.");
+            config = config with
+            {
+                Device = r.GetValue(device) ?? config.Device,
+                Training = config.Training with
+                {
+                    Steps = r.GetValue(steps) ?? config.Training.Steps,
+                    Seed = r.GetValue(seed) ?? config.Training.Seed,
+                    LearningRate = r.GetValue(lr) ?? config.Training.LearningRate,
+                },
+            };
+            Validate(config.Training);
+            Train(config, runDir, isResume);
+            return 0;
+        });
+        return command;
+    }
+
+    public static void Validate(TrainingOptions t)
+    {
+        if (t.Steps < 1) throw new UdmException($"--steps must be at least 1, got {t.Steps}.");
+        if (!(t.LearningRate > 0)) throw new UdmException($"--lr must be positive, got {t.LearningRate}.");
+        if (t.BatchSize < 1) throw new UdmException($"batch size must be at least 1, got {t.BatchSize}.");
+    }
+
+    public static Experiment Train(ExperimentConfig config, string runDir, bool resume)
+    {
+        var experiment = Experiment.Create(config);
+        using var cts = Options.CancelOnCtrlC();
+        var outcome = ProgressView.Run("train", config.Training.Steps, report =>
+            experiment.Train(runDir, resume, new SyncProgress<TrainingProgress>(p => report(p.Step, $"loss {p.Loss:F4}")), cts.Token));
+        Console.WriteLine(outcome == TrainingOutcome.Interrupted
+            ? $"interrupted at step {experiment.Step}; checkpoint saved in {runDir}. Continue with `udm train --out {runDir} --resume`."
+            : $"trained {experiment.Step} steps; run folder {runDir} (checkpoint.udm, loss.png, loss.csv, tensorboard/).");
+        return experiment;
+    }
+}
+
+/// <summary>Reports on the calling thread (System.Progress would post to the thread pool and reorder).</summary>
+internal sealed class SyncProgress<T>(Action<T> handler) : IProgress<T>
+{
+    public void Report(T value) => handler(value);
+}
+
+internal static class SampleCommand
+{
+    public static Command Create()
+    {
+        var run = new Option<string>("--run") { Description = "run folder written by `udm train`", Required = true };
+        var samplerSet = new Options.SamplerSet();
+        var count = Options.Count(2000);
+        var seed = Options.Seed("the prior and the sampler noise");
+        var output = new Option<string?>("--out") { Description = "output file: .png (scatter plot) or .csv (points); default RUN/samples-SAMPLER-STEPS.png" };
+        var device = Options.Device();
+        var threads = Options.Threads();
+        var command = new Command("sample", "Draw samples from a trained run and write them as a PNG scatter plot or CSV.")
+        {
+            run, count, seed, output, device, threads,
+        };
+        foreach (var option in samplerSet.All) command.Options.Add(option);
+        command.SetAction(r =>
+        {
+            Platform.SetThreads(r.GetValue(threads));
+            var spec = samplerSet.Build(r);
+            int n = Options.Positive(r, count, "--count");
+            string runDir = r.GetValue(run)!;
+            var experiment = Experiment.Load(runDir, r.GetValue(device));
+            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{spec.Name}-{spec.Steps}.png");
+            using var samples = ProgressView.Run($"sample {spec.Name}", spec.Steps, report =>
+                experiment.Sample(spec, n, r.GetValue(seed), new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") }));
+            Write(path, samples, $"{spec.Name}, {spec.Steps} steps");
+            Console.WriteLine($"wrote {n} samples to {path}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static void Write(string path, torch.Tensor samples, string title)
+    {
+        string ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext == ".csv")
+        {
+            var rows = samples.to(torch.ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])
+                .Select(row => string.Join(',', row.Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
+            AtomicFile.WriteAllText(path, string.Join('\n', rows) + "\n");
+        }
+        else if (ext == ".png")
+        {
+            Plots.ScatterGrid(path, [(title, samples)]);
+        }
+        else throw new UdmException($"--out {path}: use a .png or .csv file name.");
+    }
+}
+
+internal static class EvalCommand
+{
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    public static Command Create()
+    {
+        var run = new Option<string?>("--run") { Description = "run folder written by `udm train`" };
+        var oracle = new Option<string?>("--oracle") { Description = "use the exact denoiser of gmm8 or gmm25 instead of a trained model" };
+        var samplerSet = new Options.SamplerSet();
+        var count = Options.Count(5000);
+        var seed = Options.Seed("sampling and the reference data");
+        var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
+        var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data in bits/dim along the same grid (ddpm, analytic-ddpm)" };
+        var device = Options.Device();
+        var threads = Options.Threads();
+        var command = new Command("eval", "Sample and measure: sliced Wasserstein-2 to fresh data and, for mixtures, the mean log-density under the true density.")
+        {
+            run, oracle, count, seed, json, nll, device, threads,
+        };
+        foreach (var option in samplerSet.All) command.Options.Add(option);
+        command.SetAction(r =>
+        {
+            Platform.SetThreads(r.GetValue(threads));
+            var spec = samplerSet.Build(r);
+            int n = Options.Positive(r, count, "--count");
+            string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
+            if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
+            long s = r.GetValue(seed);
+            var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
+            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device));
+            var quality = ProgressView.Run($"eval {spec.Name}", spec.Steps, report =>
+            {
+                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                return oracleRun?.Evaluate(spec, n, s, options) ?? Evaluation.Evaluate(experiment!, spec, n, s, options);
+            });
+            if (r.GetValue(nll))
+            {
+                double bits = oracleRun is not null
+                    ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
+                    : Evaluation.NllBitsPerDim(experiment!.Process, experiment.Model, grid => experiment.Gamma(grid), spec, experiment.Data, n, s);
+                quality = quality with { NllBitsPerDim = bits };
+            }
+            if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(quality, Json));
+            else MetricsTable.Print(oracleName is not null ? "exact denoiser" : runDir!, [quality]);
+            return 0;
+        });
+        return command;
+    }
+}
+
+internal static class MetricsTable
+{
+    public static void Print(string title, IEnumerable<SampleQuality> rows)
+    {
+        var list = rows.ToList();
+        // Redirected output has no terminal width; Spectre would wrap every cell at 80 columns.
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
+        bool withNll = list.Any(q => q.NllBitsPerDim is not null);
+        var table = new Table().Title(Markup.Escape(title)).AddColumns("data", "sampler", "steps", "η", "samples", "sliced W2 ↓", "log-density ↑", "seconds");
+        if (withNll) table.AddColumn("NLL bits/dim ↓");
+        foreach (var q in list)
+        {
+            string[] cells = [q.Data, q.Sampler, q.Steps.ToString(), q.Eta.ToString("0.##"), q.Count.ToString(), q.SlicedW2.ToString("F4"),
+                q.LogDensity?.ToString("F3") ?? "–", q.Seconds.ToString("F2")];
+            table.AddRow(withNll ? [.. cells, q.NllBitsPerDim?.ToString("F3") ?? "–"] : cells);
+        }
+        AnsiConsole.Write(table);
+    }
+}
+
+internal static class RecipesCommand
+{
+    public static Command Create()
+    {
+        var name = new Argument<string?>("name") { Description = "print this recipe's JSON config", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("recipes", "List the built-in recipes, or print one as a JSON config to edit and pass to `udm train`.") { name };
+        command.SetAction(r =>
+        {
+            if (r.GetValue(name) is string n) Console.WriteLine(Recipes.Get(n).ToJson());
+            else foreach (var recipe in Recipes.Names) Console.WriteLine($"{recipe,-14}{Recipes.Get(recipe).Data} data, {Recipes.Get(recipe).Training.Steps} steps");
+            return 0;
+        });
+        return command;
+    }
+}
+
+internal static class DemoCommand
+{
+    public static readonly int[] StepCounts = [10, 20, 50, 100];
+    public static readonly string[] Samplers = ["ddpm", "ddim", "analytic-ddim"];
+
+    public static Command Create()
+    {
+        var output = new Option<string>("--out") { Description = "run folder; an existing finished demo run is reused", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
+        var seed = Options.Seed("training and sampling");
+        var count = Options.Count(4000);
+        var trainSteps = new Option<int?>("--train-steps") { Description = $"training steps (default {Recipes.Get("demo").Training.Steps})" };
+        var threads = Options.Threads();
+        var command = new Command("demo", "The main job, on built-in data with no download: train a toy model on the 8-Gaussian ring (~2 min on 2 cores), "
+            + "sample it with DDPM, DDIM and Analytic-DDIM at 10-100 steps, write a scatter-plot PNG and print a metrics table.")
+        {
+            output, seed, count, trainSteps, threads,
+        };
+        command.SetAction(r =>
+        {
+            Platform.SetThreads(r.GetValue(threads));
+            string runDir = r.GetValue(output)!;
+            int n = Options.Positive(r, count, "--count");
+            long s = r.GetValue(seed);
+            var recipe = Recipes.Get("demo");
+            var config = recipe with { Training = recipe.Training with { Seed = s, Steps = r.GetValue(trainSteps) ?? recipe.Training.Steps } };
+            TrainCommand.Validate(config.Training);
+            var experiment = ReuseOrTrain(config, runDir);
+            if (experiment is null) return 130;
+
+            var rows = new List<SampleQuality>();
+            var panels = new List<(string, torch.Tensor)> { ("training data (gmm8)", experiment.Data.Sample(n, new torch.Generator((ulong)s + 1))) };
+            ProgressView.Run("sample", Samplers.Length * StepCounts.Length, report =>
+            {
+                int done = 0;
+                foreach (var name in Samplers)
+                    foreach (int k in StepCounts)
+                    {
+                        var spec = new GaussianSamplerSpec(GaussianSamplerSpec.ParseKind(name), k);
+                        rows.Add(Evaluation.Evaluate(experiment, spec, n, s));
+                        if (k == 10 || k == 100) panels.Add(($"{name}, {k} steps", experiment.Sample(spec, n, s)));
+                        report(++done, $"{name} {k} steps");
+                    }
+                return 0;
+            });
+            string png = Path.Combine(runDir, "demo.png");
+            Plots.ScatterGrid(png, panels);
+            MetricsTable.Print($"gmm8, {n} samples per row, model trained {experiment.Step} steps", rows);
+            Console.WriteLine($"scatter plots: {png}; loss curve: {Path.Combine(runDir, Experiment.Files.LossPng)}");
+            foreach (var (_, t) in panels) t.Dispose();
+            return 0;
+        });
+        return command;
+    }
+
+    private static Experiment? ReuseOrTrain(ExperimentConfig config, string runDir)
+    {
+        if (File.Exists(Path.Combine(runDir, Checkpoint.FileName)))
+        {
+            try
+            {
+                var existing = Experiment.Load(runDir);
+                if (existing.Config == config && existing.Step >= config.Training.Steps)
+                {
+                    Console.WriteLine($"using the trained demo model in {runDir} (delete the folder to retrain)");
+                    return existing;
+                }
+                if (existing.Config.ModelIdentity() == config.ModelIdentity() && existing.Step < config.Training.Steps)
+                    return Resume(config, runDir);
+            }
+            catch (UdmException e)
+            {
+                throw new UdmException($"{runDir} holds a run that the demo cannot use ({e.Message}); delete it or pass another --out.");
+            }
+            throw new UdmException($"{runDir} holds a different run; delete it or pass another --out.");
+        }
+        var trained = TrainCommand.Train(config, runDir, resume: false);
+        return trained.Step >= config.Training.Steps ? trained : null;
+    }
+
+    private static Experiment? Resume(ExperimentConfig config, string runDir)
+    {
+        Console.WriteLine($"continuing the unfinished demo run in {runDir}");
+        var trained = TrainCommand.Train(config, runDir, resume: true);
+        return trained.Step >= config.Training.Steps ? trained : null;
+    }
+}

@@ -1,0 +1,73 @@
+using System.CommandLine;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
+
+namespace UnifiedDiffusion.Cli;
+
+/// <summary>Options shared by several commands, defined once.</summary>
+internal static class Options
+{
+    public static Option<int> Threads() => new("--threads") { Description = "libtorch threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+
+    public static Option<string?> Device() => new("--device") { Description = "cpu or cuda (default: the run's own device, cpu for new runs)" };
+
+    public static Option<long> Seed(string what) => new("--seed") { Description = $"seed for {what}; the same seed gives the same result", DefaultValueFactory = _ => 0 };
+
+    public static Option<int> Count(int defaultValue) => new("--count") { Description = "number of samples", DefaultValueFactory = _ => defaultValue };
+
+    public static int Positive(ParseResult r, Option<int> option, string name)
+    {
+        int v = r.GetValue(option);
+        if (v < 1) throw new UdmException($"{name} must be at least 1, got {v}.");
+        return v;
+    }
+
+    /// <summary>The options that choose a sampler, shared by `sample` and `eval`.</summary>
+    internal sealed class SamplerSet
+    {
+        private readonly Option<string> _sampler = new("--sampler")
+        {
+            Description = $"sampler: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η)",
+            DefaultValueFactory = _ => "ddim",
+        };
+        private readonly Option<int> _steps = new("--steps") { Description = "reverse steps (network evaluations)", DefaultValueFactory = _ => 50 };
+        private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1]: 0 deterministic, 1 DDPM-like noise", DefaultValueFactory = _ => 0.0 };
+        private readonly Option<string> _grid = new("--grid") { Description = "time grid: leading, trailing, quadratic, or explicit levels such as \"999,500,0\"", DefaultValueFactory = _ => "leading" };
+        private readonly Option<double?> _clip = new("--analytic-clip") { Description = "analytic samplers: cap the noise of the step onto the lowest level at this many pixel bins of 2/255 (official code: 2 for analytic-ddpm, 1 for analytic-ddim); 0 disables" };
+        private readonly Option<string> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, noise-norm (the paper's E‖ε̂‖²/d) or residual (1 − E‖ε − ε̂‖²/d)", DefaultValueFactory = _ => "noise-norm" };
+
+        public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma];
+
+        public GaussianSamplerSpec Build(ParseResult r)
+        {
+            int k = r.GetValue(_steps);
+            if (k < 1) throw new UdmException($"--steps must be at least 1, got {k}.");
+            var kind = GaussianSamplerSpec.ParseKind(r.GetValue(_sampler)!);
+            var estimator = r.GetValue(_gamma)!.ToLowerInvariant() switch
+            {
+                "noise-norm" => GammaEstimator.NoiseNorm,
+                "residual" => GammaEstimator.Residual,
+                var other => throw new UdmException($"unknown --gamma \"{other}\": use noise-norm or residual."),
+            };
+            double? clip = r.GetValue(_clip);
+            if (clip < 0) throw new UdmException($"--analytic-clip must be 0 (off) or positive, got {clip}.");
+            AnalyticOptions? analytic = clip is null && estimator == GammaEstimator.NoiseNorm ? null
+                : new AnalyticOptions(ClipPixels: clip is null ? (kind == GaussianSamplerKind.AnalyticDdpm ? 2 : 1) : clip == 0 ? null : clip, Estimator: estimator);
+            return new GaussianSamplerSpec(kind, k, r.GetValue(_eta), r.GetValue(_grid)!, analytic);
+        }
+    }
+
+    /// <summary>Ctrl-C requests a clean stop (a checkpoint is saved) instead of killing the process.</summary>
+    public static CancellationTokenSource CancelOnCtrlC()
+    {
+        var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (cts.IsCancellationRequested) return; // a second Ctrl-C kills
+            e.Cancel = true;
+            Console.Error.WriteLine("udm: stopping after this step and saving a checkpoint (Ctrl-C again to abort)...");
+            cts.Cancel();
+        };
+        return cts;
+    }
+}

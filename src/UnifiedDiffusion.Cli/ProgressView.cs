@@ -1,0 +1,45 @@
+using System.Diagnostics;
+using Spectre.Console;
+
+namespace UnifiedDiffusion.Cli;
+
+/// <summary>
+/// Progress for long work: a Spectre.Console bar with ETA on a terminal, or a plain line every
+/// 10% (with ETA) on stderr when output is redirected, so logs show progress and stdout stays clean (e.g. for --json).
+/// </summary>
+internal static class ProgressView
+{
+    public delegate void Report(long done, string detail);
+
+    public static T Run<T>(string title, long total, Func<Report, T> work)
+    {
+        if (AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            T result = default!;
+            AnsiConsole.Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                         new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask(Markup.Escape(title), maxValue: Math.Max(1, total));
+                    result = work((done, detail) =>
+                    {
+                        task.Value = done;
+                        task.Description = Markup.Escape($"{title} {done}/{total} {detail}");
+                    });
+                    task.Value = task.MaxValue;
+                });
+            return result;
+        }
+        var clock = Stopwatch.StartNew();
+        long nextReport = 0;
+        return work((done, detail) =>
+        {
+            if (done < nextReport && done != total) return;
+            nextReport = done + Math.Max(1, total / 10);
+            double eta = done > 0 ? clock.Elapsed.TotalSeconds / done * (total - done) : double.NaN;
+            Console.Error.WriteLine($"{title} {done}/{total} {detail} elapsed {clock.Elapsed:mm\\:ss} eta {TimeSpan.FromSeconds(double.IsFinite(eta) ? eta : 0):mm\\:ss}");
+        });
+    }
+}

@@ -1,0 +1,220 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Core;
+
+/// <summary>Optimisation settings shared by every family.</summary>
+/// <param name="Steps">Total optimizer steps.</param>
+/// <param name="BatchSize">Samples per step.</param>
+/// <param name="LearningRate">Peak AdamW learning rate.</param>
+/// <param name="WarmupSteps">Linear warm-up from 0 to the peak rate.</param>
+/// <param name="WeightDecay">AdamW weight decay.</param>
+/// <param name="GradClip">Global gradient-norm clip (0 disables it).</param>
+/// <param name="EmaDecay">Decay of the exponential moving average of the weights used for sampling.</param>
+/// <param name="Seed">Seeds initialisation, batches, levels and noise: the same seed gives the same run.</param>
+/// <param name="CheckpointEvery">Steps between checkpoints (one is always written at the end).</param>
+/// <param name="LogEvery">Steps between TensorBoard scalars.</param>
+/// <param name="Decay">After warm-up: keep the rate constant, or decay it to 0 along a half cosine.</param>
+public sealed record TrainingOptions(
+    int Steps = 10_000,
+    int BatchSize = 512,
+    double LearningRate = 1e-3,
+    int WarmupSteps = 200,
+    double WeightDecay = 0.0,
+    double GradClip = 1.0,
+    double EmaDecay = 0.999,
+    long Seed = 0,
+    int CheckpointEvery = 2000,
+    int LogEvery = 50,
+    LearningRateDecay Decay = LearningRateDecay.Cosine);
+
+/// <summary>The learning-rate schedule after warm-up.</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(System.Text.Json.Serialization.JsonStringEnumConverter<LearningRateDecay>))]
+public enum LearningRateDecay
+{
+    /// <summary>Constant at the peak rate.</summary>
+    Constant,
+    /// <summary>Half-cosine decay from the peak rate to 0 at the last step.</summary>
+    Cosine,
+}
+
+/// <summary>Reported after every training step.</summary>
+public readonly record struct TrainingProgress(long Step, long TotalSteps, float Loss, double LearningRate);
+
+/// <summary>How a training run ended.</summary>
+public enum TrainingOutcome
+{
+    /// <summary>All steps were taken.</summary>
+    Completed,
+    /// <summary>Cancelled (Ctrl-C); a checkpoint was saved first.</summary>
+    Interrupted,
+}
+
+/// <summary>
+/// The one training loop: AdamW with linear warm-up, gradient clipping, EMA weights, periodic
+/// atomic checkpoints and exact resume. The family supplies only the loss of a batch.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly nn.Module _network;
+    private readonly nn.Module _ema;
+    private readonly Func<Tensor, Generator, Tensor> _loss;
+    private readonly IDataSource _data;
+    private readonly string _configJson;
+    private readonly Device _device;
+    private readonly TorchSharp.Modules.AdamW _optimizer;
+    private readonly Generator _generator;
+    private readonly List<float> _losses = [];
+
+    /// <summary>
+    /// Creates a trainer. <paramref name="ema"/> must have the same architecture as
+    /// <paramref name="network"/>; its weights are overwritten with a copy.
+    /// </summary>
+    public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Generator, Tensor> loss, IDataSource data,
+        TrainingOptions options, string configJson, Device? device = null)
+    {
+        _network = network;
+        _ema = ema;
+        _loss = loss;
+        _data = data;
+        _configJson = configJson;
+        _device = device ?? torch.CPU;
+        Options = options;
+        _optimizer = optim.AdamW(network.parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay);
+        _generator = new Generator((ulong)options.Seed, _device);
+        CopyWeights(_network, _ema);
+        _ema.eval();
+    }
+
+    /// <summary>The optimisation settings.</summary>
+    public TrainingOptions Options { get; set; }
+
+    /// <summary>Steps taken so far.</summary>
+    public long Step { get; private set; }
+
+    /// <summary>The loss of every step so far.</summary>
+    public IReadOnlyList<float> Losses => _losses;
+
+    /// <summary>Called after every checkpoint write with the run folder (for loss curves and logs).</summary>
+    public Action<string>? OnCheckpoint { get; set; }
+
+    /// <summary>Restores a checkpoint: weights, EMA, optimizer, step, generator and loss history.</summary>
+    public void Restore(CheckpointState state)
+    {
+        if (state.ConfigJson != _configJson)
+            throw new UdmException("the checkpoint was written for a different configuration; resume with the run's own config (see config.json in the run folder) or start a new --out folder.");
+        LoadWeights(_network, state.Model, "model");
+        LoadWeights(_ema, state.Ema, "EMA");
+        using (var reader = new BinaryReader(new MemoryStream(state.Optimizer))) _optimizer.load_state_dict(reader);
+        _generator.set_state(torch.tensor(state.Rng, dtype: ScalarType.Byte));
+        Step = state.Step;
+        _losses.Clear();
+        _losses.AddRange(state.Losses);
+    }
+
+    /// <summary>The current state, as a checkpoint would hold it.</summary>
+    public CheckpointState Capture()
+    {
+        using var rng = _generator.get_state();
+        return new CheckpointState(Step, _configJson, Serialize(w => _network.save(w)), Serialize(w => _ema.save(w)),
+            Serialize(w => _optimizer.save_state_dict(w)), rng.bytes.ToArray(), [.. _losses]);
+    }
+
+    /// <summary>
+    /// Trains until <see cref="TrainingOptions.Steps"/>, writing checkpoints to
+    /// <paramref name="runDir"/> (if not null). Cancellation saves a checkpoint and returns
+    /// <see cref="TrainingOutcome.Interrupted"/>. A non-finite loss throws a
+    /// <see cref="UdmException"/> and writes nothing, so the last good checkpoint stays intact.
+    /// </summary>
+    public TrainingOutcome Run(string? runDir, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default,
+        TensorBoardLog? log = null)
+    {
+        _network.train();
+        var parameters = _network.parameters().ToArray();
+        var emaParameters = _ema.parameters().ToArray();
+        while (Step < Options.Steps)
+        {
+            if (cancel.IsCancellationRequested)
+            {
+                if (runDir is not null) SaveCheckpoint(runDir);
+                return TrainingOutcome.Interrupted;
+            }
+            using var scope = torch.NewDisposeScope();
+            double lr = LearningRateAt(Step);
+            foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
+            var x0 = _data.Sample(Options.BatchSize, _generator, _device);
+            _optimizer.zero_grad();
+            var loss = _loss(x0, _generator);
+            float value = loss.item<float>();
+            if (!float.IsFinite(value))
+                throw new UdmException($"the loss became {value} at step {Step + 1}; nothing was saved, so the last good checkpoint is intact. Lower the learning rate (--lr) or the gradient clip, then --resume.");
+            loss.backward();
+            if (Options.GradClip > 0) nn.utils.clip_grad_norm_(parameters, Options.GradClip);
+            _optimizer.step();
+            UpdateEma(parameters, emaParameters, Options.EmaDecay);
+            Step++;
+            _losses.Add(value);
+            progress?.Report(new TrainingProgress(Step, Options.Steps, value, lr));
+            if (log is not null && Step % Options.LogEvery == 0)
+            {
+                log.Scalar("train/loss", value, Step);
+                log.Scalar("train/lr", (float)lr, Step);
+            }
+            if (runDir is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps)) SaveCheckpoint(runDir);
+        }
+        return TrainingOutcome.Completed;
+    }
+
+    /// <summary>Linear warm-up to the peak rate, then constant or cosine decay (see <see cref="TrainingOptions.Decay"/>).</summary>
+    public double LearningRateAt(long step)
+    {
+        if (Options.WarmupSteps > 0 && step < Options.WarmupSteps) return Options.LearningRate * (step + 1) / Options.WarmupSteps;
+        if (Options.Decay == LearningRateDecay.Constant) return Options.LearningRate;
+        double progress = Math.Clamp((double)(step - Options.WarmupSteps) / Math.Max(1, Options.Steps - Options.WarmupSteps), 0, 1);
+        return Options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    private void SaveCheckpoint(string runDir)
+    {
+        Checkpoint.Save(Path.Combine(runDir, Checkpoint.FileName), Capture());
+        OnCheckpoint?.Invoke(runDir);
+    }
+
+    private static void UpdateEma(TorchSharp.Modules.Parameter[] parameters, TorchSharp.Modules.Parameter[] ema, double decay)
+    {
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < parameters.Length; i++) ema[i].mul_(decay).add_(parameters[i], alpha: 1 - decay);
+    }
+
+    /// <summary>Copies every parameter and buffer of <paramref name="from"/> into <paramref name="to"/>.</summary>
+    public static void CopyWeights(nn.Module from, nn.Module to) => LoadWeights(to, Serialize(w => from.save(w)), "EMA");
+
+    internal static void LoadWeights(nn.Module module, byte[] weights, string what)
+    {
+        try
+        {
+            using var reader = new BinaryReader(new MemoryStream(weights));
+            module.load(reader, strict: true);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or IOException)
+        {
+            throw new UdmException($"the checkpoint's {what} weights do not fit this network ({e.Message.Split('\n')[0]}); the checkpoint belongs to another configuration.", e);
+        }
+    }
+
+    private static byte[] Serialize(Action<BinaryWriter> save)
+    {
+        var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) save(writer);
+        return stream.ToArray();
+    }
+}
+
+/// <summary>TensorBoard scalars through TorchSharp's SummaryWriter.</summary>
+public sealed class TensorBoardLog(string folder)
+{
+    private readonly TorchSharp.Modules.SummaryWriter _writer = torch.utils.tensorboard.SummaryWriter(folder);
+
+    /// <summary>Writes one scalar.</summary>
+    public void Scalar(string tag, float value, long step) => _writer.add_scalar(tag, value, (int)step);
+}

@@ -1,0 +1,103 @@
+using UnifiedDiffusion.Cli;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Runs;
+using UnifiedDiffusion.Tests.Training;
+using Xunit;
+
+namespace UnifiedDiffusion.Tests.Cli;
+
+/// <summary>Every user error gets one line that says what is wrong and what to do, and exit code 2.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("udm-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    private static (int Code, string Error) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = CommandLine.Run(args, output, error);
+        return (code, error.ToString());
+    }
+
+    private static void AssertOneLineError((int Code, string Error) result, string expected)
+    {
+        Assert.Equal(CommandLine.UserError, result.Code);
+        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("udm: error: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
+        Assert.DoesNotContain("   at ", result.Error);
+    }
+
+    [Fact]
+    public void UnknownOptionAndCommand() 
+    {
+        AssertOneLineError(Run("sample", "--run", "x", "--bogus"), "--bogus");
+        AssertOneLineError(Run("frobnicate"), "frobnicate");
+    }
+
+    [Fact]
+    public void BadNamesAndValues()
+    {
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "euler"), "unknown sampler \"euler\"");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--eta", "1.5"), "--eta 1.5");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--steps", "0"), "--steps");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--steps", "5000"), "out of range");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "10,20,0"), "strictly descending");
+        AssertOneLineError(Run("eval", "--oracle", "moons"), "gmm8 or gmm25");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--count", "0"), "--count");
+        AssertOneLineError(Run("eval"), "either --run");
+        AssertOneLineError(Run("train", "nosuchrecipe", "--out", Path.Combine(Path.GetTempPath(), "never-created")), "unknown recipe");
+        AssertOneLineError(Run("recipes", "nope"), "unknown recipe");
+    }
+
+    [Fact]
+    public void MissingCorruptAndMismatchedRuns()
+    {
+        AssertOneLineError(Run("sample", "--run", Path.Combine(_root, "missing")), "does not exist");
+
+        string run = Path.Combine(_root, "run");
+        Experiment.Create(TrainingTests.Small(3, checkpointEvery: 3)).Train(run);
+        string checkpoint = Path.Combine(run, Checkpoint.FileName);
+        var bytes = File.ReadAllBytes(checkpoint);
+        File.WriteAllBytes(checkpoint, bytes[..(bytes.Length / 2)]);
+        AssertOneLineError(Run("sample", "--run", run), "corrupt or truncated");
+
+        File.WriteAllBytes(checkpoint, bytes);
+        File.WriteAllText(Path.Combine(run, Experiment.Files.Config), "{ \"data\": \"gmm8\", \"netwrk\": {} }");
+        AssertOneLineError(Run("sample", "--run", run), "not a valid config");
+
+        File.WriteAllText(Path.Combine(run, Experiment.Files.Config), TrainingTests.Small(3, hidden: 64).ToJson());
+        AssertOneLineError(Run("sample", "--run", run), "different config");
+
+        File.WriteAllText(Path.Combine(run, Experiment.Files.Config), TrainingTests.Small(3).ToJson());
+        AssertOneLineError(Run("sample", "--run", run, "--out", Path.Combine(_root, "x.gif")), ".png or .csv");
+    }
+
+    [Fact]
+    public void OracleEvalPrintsJsonWithSlicedW2AndLogDensity()
+    {
+        var output = new StringWriter();
+        var stdout = Console.Out;
+        int code;
+        lock (ConsoleLock.Gate)
+        {
+            Console.SetOut(output);
+            try { code = CommandLine.Run(["eval", "--oracle", "gmm8", "--sampler", "ddim", "--steps", "20", "--count", "500", "--json"], output, new StringWriter()); }
+            finally { Console.SetOut(stdout); }
+        }
+        Assert.Equal(0, code);
+        using var doc = System.Text.Json.JsonDocument.Parse(output.ToString());
+        double w2 = doc.RootElement.GetProperty("sliced_w2").GetDouble();
+        double logDensity = doc.RootElement.GetProperty("log_density").GetDouble();
+        Assert.InRange(w2, 0, 0.5);
+        Assert.True(double.IsFinite(logDensity));
+    }
+}
+
+internal static class ConsoleLock
+{
+    public static readonly Lock Gate = new();
+}

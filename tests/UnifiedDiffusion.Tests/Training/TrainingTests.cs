@@ -1,0 +1,142 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Runs;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Tests.Training;
+
+/// <summary>Trainer, checkpoint and resume: exactness, atomicity, and the failure paths.</summary>
+public sealed class TrainingTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("udm-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    internal static ExperimentConfig Small(int steps, int checkpointEvery = 10, int hidden = 32) => new()
+    {
+        Data = "gmm8",
+        Network = new MlpConfig(Hidden: hidden, Depth: 1, TimeEmbedding: 16),
+        Training = new TrainingOptions(Steps: steps, BatchSize: 64, LearningRate: 1e-3, WarmupSteps: 5, Seed: 7, CheckpointEvery: checkpointEvery, LogEvery: 5),
+    };
+
+    [Fact]
+    public void ResumedRunContinuesExactlyLikeAnUninterruptedOne()
+    {
+        string full = Path.Combine(_root, "full"), split = Path.Combine(_root, "split");
+        var reference = Experiment.Create(Small(30));
+        Assert.Equal(TrainingOutcome.Completed, reference.Train(full));
+        var referenceLosses = Checkpoint.Load(Path.Combine(full, Checkpoint.FileName)).Losses;
+
+        // Interrupt after step 12 (as Ctrl-C does): the trainer saves a checkpoint and stops.
+        using var cts = new CancellationTokenSource();
+        var first = Experiment.Create(Small(30));
+        var outcome = first.Train(split, progress: new Inline(p => { if (p.Step == 12) cts.Cancel(); }), cancel: cts.Token);
+        Assert.Equal(TrainingOutcome.Interrupted, outcome);
+        Assert.Equal(12, Checkpoint.Load(Path.Combine(split, Checkpoint.FileName)).Step);
+
+        var resumed = Experiment.Create(Small(30));
+        Assert.Equal(TrainingOutcome.Completed, resumed.Train(split, resume: true));
+        var resumedState = Checkpoint.Load(Path.Combine(split, Checkpoint.FileName));
+        Assert.Equal(30, referenceLosses.Length);
+        Assert.Equal(referenceLosses, resumedState.Losses); // bitwise: the float arrays are equal element by element
+        Assert.Equal(Checkpoint.Load(Path.Combine(full, Checkpoint.FileName)).Ema, resumedState.Ema);
+    }
+
+    [Fact]
+    public void SameSeedGivesSameRunAndLossGoesDown()
+    {
+        var a = Experiment.Create(Small(300, checkpointEvery: 300));
+        var b = Experiment.Create(Small(300, checkpointEvery: 300));
+        a.Train(Path.Combine(_root, "a"));
+        b.Train(Path.Combine(_root, "b"));
+        var la = Checkpoint.Load(Path.Combine(_root, "a", Checkpoint.FileName)).Losses;
+        var lb = Checkpoint.Load(Path.Combine(_root, "b", Checkpoint.FileName)).Losses;
+        Assert.Equal(la, lb);
+        Assert.True(la.TakeLast(50).Average() < 0.8 * la.Take(50).Average(), $"loss did not go down: first 50 {la.Take(50).Average()}, last 50 {la.TakeLast(50).Average()}");
+        Assert.True(File.Exists(Path.Combine(_root, "a", Experiment.Files.LossPng)));
+        Assert.Equal(301, File.ReadAllLines(Path.Combine(_root, "a", Experiment.Files.LossCsv)).Length);
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(_root, "a", Experiment.Files.TensorBoard), "*tfevents*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void NonFiniteLossStopsWithMessageAndKeepsLastGoodCheckpoint()
+    {
+        string dir = Path.Combine(_root, "nan");
+        var network = new MlpDenoiser(2, new MlpConfig(16, 1, 8));
+        var ema = new MlpDenoiser(2, new MlpConfig(16, 1, 8));
+        int calls = 0;
+        Tensor Loss(Tensor x0, Generator g)
+        {
+            var loss = network.forward(x0, torch.ones(x0.shape[0], dtype: ScalarType.Int64)).pow(2).mean();
+            return ++calls == 5 ? loss * double.NaN : loss;
+        }
+        var trainer = new Trainer(network, ema, Loss, Data.ToyData.Create("gmm8"), new TrainingOptions(Steps: 10, BatchSize: 8, CheckpointEvery: 2), "{}");
+        var error = Assert.Throws<UdmException>(() => trainer.Run(dir));
+        Assert.Contains("NaN", error.Message);
+        Assert.Contains("step 5", error.Message);
+        Assert.Equal(4, Checkpoint.Load(Path.Combine(dir, Checkpoint.FileName)).Step);
+    }
+
+    [Fact]
+    public void KilledWriteNeverCorruptsThePreviousCheckpoint()
+    {
+        string path = Path.Combine(_root, "ckpt", Checkpoint.FileName);
+        var good = new CheckpointState(3, "{\"a\":1}", [1, 2, 3], [4, 5], [6], [7, 8], [0.5f, 0.25f, 0.125f]);
+        Checkpoint.Save(path, good);
+        // A write that dies half-way (process killed, disk full): the old file must survive untouched.
+        Assert.Throws<IOException>(() => AtomicFile.Write(path, s =>
+        {
+            Checkpoint.Write(s, good with { Step = 4 });
+            s.Flush();
+            throw new IOException("simulated kill during write");
+        }));
+        var loaded = Checkpoint.Load(path);
+        Assert.Equal(3, loaded.Step);
+        Assert.Equal(good.Losses, loaded.Losses);
+        Assert.Single(Directory.GetFiles(Path.GetDirectoryName(path)!)); // no temporary file left behind
+    }
+
+    [Fact]
+    public void TruncatedCorruptOrForeignCheckpointsGiveOneLineErrors()
+    {
+        string path = Path.Combine(_root, "bad", Checkpoint.FileName);
+        Checkpoint.Save(path, new CheckpointState(1, "{}", [1, 2, 3, 4], [5], [6], [7], [1f]));
+        var bytes = File.ReadAllBytes(path);
+
+        File.WriteAllBytes(path, bytes[..^3]);
+        Assert.Contains("corrupt or truncated", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
+
+        var flipped = (byte[])bytes.Clone();
+        flipped[^5] ^= 0xFF;
+        File.WriteAllBytes(path, flipped);
+        Assert.Contains("corrupt or truncated", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
+
+        File.WriteAllText(path, "hello, not a checkpoint");
+        Assert.Contains("not a UnifiedDiffusion checkpoint", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
+
+        File.Delete(path);
+        Assert.Contains("no checkpoint", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
+    }
+
+    [Fact]
+    public void CheckpointFromAnotherConfigIsRefused()
+    {
+        string dir = Path.Combine(_root, "mismatch");
+        Experiment.Create(Small(5, checkpointEvery: 5)).Train(dir);
+        // Resuming with a different network: refused before any weight is touched.
+        var other = Experiment.Create(Small(10, checkpointEvery: 5, hidden: 48));
+        Assert.Contains("different configuration", Assert.Throws<UdmException>(() => other.Train(dir, resume: true)).Message);
+        // Loading a run whose config.json was edited to another network.
+        File.WriteAllText(Path.Combine(dir, Experiment.Files.Config), Small(5, hidden: 48).ToJson());
+        Assert.Contains("different config", Assert.Throws<UdmException>(() => Experiment.Load(dir)).Message);
+        // Training into a folder that already holds a run without --resume.
+        Assert.Contains("--resume", Assert.Throws<UdmException>(() => Experiment.Create(Small(5)).Train(dir)).Message);
+    }
+
+    private sealed class Inline(Action<TrainingProgress> action) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => action(value);
+    }
+}
