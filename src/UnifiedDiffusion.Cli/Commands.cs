@@ -136,7 +136,7 @@ internal static class EvalCommand
     {
         var run = new Option<string?>("--run") { Description = "run folder written by `udm train`" };
         var oracle = new Option<string?>("--oracle") { Description = "use the exact denoiser of gmm8 or gmm25 instead of a trained model" };
-        var samplerSet = new Options.SamplerSet();
+        var samplerSet = new Options.SamplerSet { AllowLists = true };
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
@@ -151,27 +151,34 @@ internal static class EvalCommand
         command.SetAction(r =>
         {
             Platform.SetThreads(r.GetValue(threads));
-            var spec = samplerSet.Build(r);
+            var specs = samplerSet.BuildAll(r);
             int n = Options.Positive(r, count, "--count");
             string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device));
-            var quality = ProgressView.Run($"eval {spec.Name}", spec.Steps, report =>
+            var results = new List<SampleQuality>();
+            foreach (var spec in specs)
             {
-                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
-                return oracleRun?.Evaluate(spec, n, s, options) ?? Evaluation.Evaluate(experiment!, spec, n, s, options);
-            });
-            if (r.GetValue(nll))
-            {
-                double bits = oracleRun is not null
-                    ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
-                    : Evaluation.NllBitsPerDim(experiment!.Process, experiment.Model, grid => experiment.Gamma(grid), spec, experiment.Data, n, s);
-                quality = quality with { NllBitsPerDim = bits };
+                var quality = ProgressView.Run($"eval {spec.Name} {spec.Steps} steps", spec.Steps, report =>
+                {
+                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                    return oracleRun?.Evaluate(spec, n, s, options) ?? Evaluation.Evaluate(experiment!, spec, n, s, options);
+                });
+                if (r.GetValue(nll) && spec.Kind is GaussianSamplerKind.Ddpm or GaussianSamplerKind.AnalyticDdpm)
+                {
+                    double bits = oracleRun is not null
+                        ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
+                        : Evaluation.NllBitsPerDim(experiment!.Process, experiment.Model, grid => experiment.Gamma(grid), spec, experiment.Data, n, s);
+                    quality = quality with { NllBitsPerDim = bits };
+                }
+                else if (r.GetValue(nll) && specs.Count == 1)
+                    throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood).");
+                results.Add(quality);
             }
-            if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(quality, Json));
-            else MetricsTable.Print(oracleName is not null ? "exact denoiser" : runDir!, [quality]);
+            if (r.GetValue(json)) Console.WriteLine(results.Count == 1 ? JsonSerializer.Serialize(results[0], Json) : JsonSerializer.Serialize(results, Json));
+            else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : runDir!, results);
             return 0;
         });
         return command;

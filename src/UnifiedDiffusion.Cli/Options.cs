@@ -27,10 +27,10 @@ internal static class Options
     {
         private readonly Option<string> _sampler = new("--sampler")
         {
-            Description = $"sampler: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η)",
+            Description = $"sampler: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η); eval takes a comma list",
             DefaultValueFactory = _ => "ddim",
         };
-        private readonly Option<int> _steps = new("--steps") { Description = "reverse steps (network evaluations)", DefaultValueFactory = _ => 50 };
+        private readonly Option<string> _steps = new("--steps") { Description = "reverse steps (network evaluations); eval takes a comma list such as 10,20,50", DefaultValueFactory = _ => "50" };
         private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1]: 0 deterministic, 1 DDPM-like noise", DefaultValueFactory = _ => 0.0 };
         private readonly Option<string> _grid = new("--grid") { Description = "time grid: leading, trailing, quadratic, or explicit levels such as \"999,500,0\"", DefaultValueFactory = _ => "leading" };
         private readonly Option<double?> _clip = new("--analytic-clip") { Description = "analytic samplers: cap the noise of the step onto the lowest level at this many pixel bins of 2/255 (official code: 2 for analytic-ddpm, 1 for analytic-ddim); 0 disables" };
@@ -38,11 +38,30 @@ internal static class Options
 
         public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma];
 
-        public GaussianSamplerSpec Build(ParseResult r)
+        /// <summary>With lists allowed (eval): --sampler ddpm,ddim --steps 10,100 gives every combination.</summary>
+        public bool AllowLists { get; init; }
+
+        public GaussianSamplerSpec Build(ParseResult r) => BuildAll(r).Single();
+
+        public List<GaussianSamplerSpec> BuildAll(ParseResult r)
         {
-            int k = r.GetValue(_steps);
-            if (k < 1) throw new UdmException($"--steps must be at least 1, got {k}.");
-            var kind = GaussianSamplerSpec.ParseKind(r.GetValue(_sampler)!);
+            var samplers = Split(r.GetValue(_sampler)!, "--sampler");
+            var steps = Split(r.GetValue(_steps)!, "--steps").Select(v =>
+                int.TryParse(v, out int k) && k >= 1 ? k : throw new UdmException($"--steps must be a whole number of at least 1, got \"{v}\".")).ToList();
+            return [.. from name in samplers from k in steps select Build(r, name, k)];
+        }
+
+        private List<string> Split(string value, string name)
+        {
+            var parts = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+            if (parts.Count == 0) throw new UdmException($"{name} needs a value.");
+            if (parts.Count > 1 && !AllowLists) throw new UdmException($"{name} takes one value here; lists such as \"{value}\" work with `udm eval`.");
+            return parts;
+        }
+
+        private GaussianSamplerSpec Build(ParseResult r, string sampler, int k)
+        {
+            var kind = GaussianSamplerSpec.ParseKind(sampler);
             var estimator = r.GetValue(_gamma)!.ToLowerInvariant() switch
             {
                 "noise-norm" => GammaEstimator.NoiseNorm,
