@@ -53,9 +53,7 @@ internal static class BenchCommand
         var experiment = Experiment.Create(config);
         var samplers = GaussianSamplerSpec.Names.Select(n => new GaussianSamplerSpec(GaussianSamplerSpec.ParseKind(n), SampleSteps)).ToList();
         experiment.Gamma(GaussianSampling.Grid(samplers[0], experiment.Process.Steps), samplesPerLevel: 500); // untimed
-        var trainer = new Trainer(experiment.Network, experiment.EmaNetwork,
-            (x0, g) => DenoisingObjective.Loss(experiment.Process, experiment.TrainingModel, x0, g), experiment.Data,
-            config.Training with { Steps = 0, WarmupSteps = 0 }, config.ModelIdentity());
+        var trainer = experiment.CreateTrainer(config.Training with { Steps = 0, WarmupSteps = 0 });
         TrainSteps(trainer, 50); // warm-up
 
         var train = new List<double>();
@@ -115,9 +113,7 @@ internal static class BenchCommand
 
     private static (double AtThousand, double AtEnd, double Peak) MemoryRun(Experiment experiment, ExperimentConfig config, int steps)
     {
-        var trainer = new Trainer(experiment.Network, experiment.EmaNetwork,
-            (x0, g) => DenoisingObjective.Loss(experiment.Process, experiment.TrainingModel, x0, g), experiment.Data,
-            config.Training with { Steps = steps }, config.ModelIdentity());
+        var trainer = experiment.CreateTrainer(config.Training with { Steps = steps });
         double atThousand = 0;
         ProgressView.Run("memory run", steps, report =>
             trainer.Run(null, new SyncProgress<TrainingProgress>(p =>

@@ -123,8 +123,7 @@ public sealed class Experiment
         if (resume && !hasCheckpoint)
             throw new UdmException($"--resume: no checkpoint in {runDir}; train without --resume first.");
         Directory.CreateDirectory(runDir);
-        var trainer = new Trainer(Network, EmaNetwork, (x0, g) => DenoisingObjective.Loss(Process, TrainingModel, x0, g), Data,
-            Config.Training, Config.ModelIdentity(), Device);
+        var trainer = CreateTrainer(Config.Training);
         if (resume) trainer.Restore(Checkpoint.Load(checkpointPath));
         AtomicFile.WriteAllText(Path.Combine(runDir, Files.Config), Config.ToJson());
         trainer.OnCheckpoint = dir => WriteLossFiles(dir, trainer.Losses);
@@ -134,6 +133,10 @@ public sealed class Experiment
         _gamma = null;
         return outcome;
     }
+
+    /// <summary>A trainer for this run's network and loss with the given optimisation settings (no files written).</summary>
+    public Trainer CreateTrainer(TrainingOptions options) =>
+        new(Network, EmaNetwork, (x0, g) => DenoisingObjective.Loss(Process, TrainingModel, x0, g), Data, options, Config.ModelIdentity(), Device);
 
     /// <summary>
     /// The Γ table for Analytic-DPM, covering <paramref name="levels"/>: estimated by Monte Carlo
