@@ -30,7 +30,8 @@ public static class TimeGrid
             {
                 TimeSpacing.Leading => 1 + (int)((long)i * levels / steps),
                 TimeSpacing.Trailing => (int)Math.Round(levels - (double)i * levels / steps),
-                TimeSpacing.Quadratic => steps == 1 ? levels : 1 + (int)Math.Round(Math.Pow(i * Math.Sqrt(0.8 * levels) / (steps - 1), 2)),
+                // As the DDIM and Analytic-DPM code: int(linspace(0, √(0.8T), K)²) + 1.
+                TimeSpacing.Quadratic => steps == 1 ? levels : 1 + (int)Math.Pow(i * (Math.Sqrt(0.8 * levels) / (steps - 1)), 2),
                 _ => throw new ArgumentOutOfRangeException(nameof(spacing)),
             };
             set.Add(Math.Clamp(t, 1, levels));

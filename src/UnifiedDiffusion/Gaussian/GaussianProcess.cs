@@ -10,7 +10,7 @@ namespace UnifiedDiffusion.Gaussian;
 /// </summary>
 public sealed class GaussianProcess : IForwardProcess
 {
-    private readonly Dictionary<DeviceType, (Tensor Signal, Tensor Noise)> _tables = [];
+    private readonly Dictionary<string, (Tensor Signal, Tensor Noise)> _tables = [];
     private readonly Lock _gate = new();
 
     /// <summary>Creates the process for a schedule.</summary>
@@ -62,12 +62,12 @@ public sealed class GaussianProcess : IForwardProcess
     {
         lock (_gate)
         {
-            if (!_tables.TryGetValue(device.type, out var tables))
+            if (!_tables.TryGetValue(device.ToString(), out var tables))
             {
                 // Detached: the cache outlives whatever dispose scope first asked for it.
                 tables = (torch.tensor(Schedule.SignalTable.Select(v => (float)v).ToArray(), device: device).DetachFromDisposeScope(),
                           torch.tensor(Schedule.NoiseTable.Select(v => (float)v).ToArray(), device: device).DetachFromDisposeScope());
-                _tables[device.type] = tables;
+                _tables[device.ToString()] = tables;
             }
             return tables;
         }

@@ -18,6 +18,8 @@ public sealed class TimeGridTests
     {
         // (i·√800/4)² + 1 for i = 0..4: 1, 51, 201, 451, 801.
         Assert.Equal([801, 451, 201, 51, 1, 0], TimeGrid.Create(1000, 5, TimeSpacing.Quadratic));
+        // DDIM's code (numpy): int(linspace(0, √800, 10)²) + 1, descending.
+        Assert.Equal([801, 633, 484, 356, 247, 159, 89, 40, 10, 1, 0], TimeGrid.Create(1000, 10, TimeSpacing.Quadratic));
     }
 
     [Theory]
