@@ -14,7 +14,7 @@ public static class Recipes
     {
         string key = name.Trim().ToLowerInvariant();
         if (key == "demo")
-            return new ExperimentConfig { Data = "gmm8", Training = new TrainingOptions(Steps: 6000, BatchSize: 512, LearningRate: 2e-3, EmaDecay: 0.995, CheckpointEvery: 2000) };
+            return new ExperimentConfig { Data = "gmm8", Training = new TrainingOptions(Steps: 10_000, BatchSize: 512, LearningRate: 2e-3, EmaDecay: 0.995, CheckpointEvery: 2000) };
         if (ToyData.Names.Contains(key))
             return new ExperimentConfig { Data = key, Training = new TrainingOptions(Steps: 20_000, BatchSize: 512, LearningRate: 1e-3, EmaDecay: 0.999) };
         throw new UdmException($"unknown recipe \"{name}\": use one of {string.Join(", ", Names)}, or a path to a JSON config.");

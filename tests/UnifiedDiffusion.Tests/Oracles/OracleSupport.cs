@@ -55,17 +55,3 @@ internal static class OracleSupport
         return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
     }
 }
-
-/// <summary>
-/// A fact that runs only when UDM_REPORT=1: the measurements for BENCHMARKS.md, too slow for the
-/// default suite. Run with
-/// <c>UDM_REPORT=1 dotnet test tests/UnifiedDiffusion.Tests --filter Category=Report --logger "console;verbosity=detailed"</c>.
-/// </summary>
-public sealed class ReportFactAttribute : FactAttribute
-{
-    /// <summary>Skips unless the environment asks for reports.</summary>
-    public ReportFactAttribute()
-    {
-        if (Environment.GetEnvironmentVariable("UDM_REPORT") != "1") Skip = "report only: set UDM_REPORT=1 to run";
-    }
-}
