@@ -12,6 +12,9 @@ namespace UnifiedDiffusion.Cli;
 
 internal static class TrainCommand
 {
+    /// <summary>Exit code after Ctrl-C (128 + SIGINT), once the checkpoint is saved.</summary>
+    public const int Interrupted = 130;
+
     public static Command Create()
     {
         var recipe = new Argument<string?>("recipe") { Description = $"a recipe ({string.Join(", ", Recipes.Names)}) or a JSON config file; optional with --resume", Arity = ArgumentArity.ZeroOrOne };
@@ -46,8 +49,8 @@ internal static class TrainCommand
                 },
             };
             Validate(config.Training);
-            Train(config, runDir, isResume);
-            return 0;
+            var trained = Train(config, runDir, isResume);
+            return trained.Step < config.Training.Steps ? Interrupted : 0;
         });
         return command;
     }
@@ -248,7 +251,7 @@ internal static class DemoCommand
             var config = recipe with { Training = recipe.Training with { Seed = s, Steps = r.GetValue(trainSteps) ?? recipe.Training.Steps } };
             TrainCommand.Validate(config.Training);
             var experiment = ReuseOrTrain(config, runDir);
-            if (experiment is null) return 130;
+            if (experiment is null) return TrainCommand.Interrupted;
 
             var rows = new List<SampleQuality>();
             var panels = new List<(string, torch.Tensor)> { ("training data (gmm8)", experiment.Data.Sample(n, new torch.Generator((ulong)s + 1))) };
