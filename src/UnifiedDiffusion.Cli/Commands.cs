@@ -59,7 +59,7 @@ internal static class TrainCommand
     {
         if (t.Steps < 1) throw new UdmException($"--steps must be at least 1, got {t.Steps}.");
         if (!(t.LearningRate > 0)) throw new UdmException($"--lr must be positive, got {t.LearningRate}.");
-        if (t.BatchSize < 1) throw new UdmException($"batch size must be at least 1, got {t.BatchSize}.");
+        t.Validate();
     }
 
     public static Experiment Train(ExperimentConfig config, string runDir, bool resume)

@@ -48,6 +48,16 @@ internal static class Options
             var samplers = Split(r.GetValue(_sampler)!, "--sampler");
             var steps = Split(r.GetValue(_steps)!, "--steps").Select(v =>
                 int.TryParse(v, out int k) && k >= 1 ? k : throw new UdmException($"--steps must be a whole number of at least 1, got \"{v}\".")).ToList();
+            string grid = r.GetValue(_grid)!;
+            if (!TimeGrid.IsSpacingName(grid))
+            {
+                // An explicit grid fixes the step count; levels are checked against T when the process is known.
+                int count = TimeGrid.Parse(grid, int.MaxValue, 1).Length - 1;
+                bool stepsGiven = r.GetResult(_steps) is { Implicit: false };
+                if (stepsGiven && (steps.Count != 1 || steps[0] != count))
+                    throw new UdmException($"--steps {r.GetValue(_steps)} does not match --grid {grid}, which has {count} steps; leave --steps out.");
+                steps = [count];
+            }
             return [.. from name in samplers from k in steps select Build(r, name, k)];
         }
 

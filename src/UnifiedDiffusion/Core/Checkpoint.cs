@@ -57,13 +57,14 @@ public static class Checkpoint
             throw new UdmException($"{path} is not a UnifiedDiffusion checkpoint (bad header); point --run at a folder written by `udm train`.");
         int headerLength = BitConverter.ToInt32(bytes, Magic.Length);
         int offset = Magic.Length + 4;
-        if (headerLength <= 0 || offset + headerLength > bytes.Length) throw new UdmException(bad);
+        if (headerLength <= 0 || (long)offset + headerLength > bytes.Length) throw new UdmException(bad);
         Header? header;
         try { header = JsonSerializer.Deserialize<Header>(bytes.AsSpan(offset, headerLength)); }
         catch (JsonException e) { throw new UdmException(bad, e); }
-        if (header is null || header.Sections.Length != 5) throw new UdmException(bad);
+        if (header?.Sections is not { Length: 5 } || header.Config is null || header.Sha256 is null) throw new UdmException(bad);
         offset += headerLength;
-        if (header.Sections.Any(n => n < 0) || offset + header.Sections.Sum() != bytes.Length) throw new UdmException(bad);
+        // Each length is checked before summing, so a corrupt header can neither overflow nor over-read.
+        if (header.Sections.Any(n => n < 0 || n > bytes.Length) || offset + header.Sections.Sum() != bytes.Length) throw new UdmException(bad);
         var sections = new byte[5][];
         for (int i = 0; i < 5; i++)
         {

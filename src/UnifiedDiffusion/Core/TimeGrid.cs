@@ -59,6 +59,10 @@ public static class TimeGrid
         return list.ToArray();
     }
 
+    /// <summary>True for a spacing name (leading, uniform, trailing, quadratic, quad); false for an explicit list.</summary>
+    public static bool IsSpacingName(string spec) =>
+        spec.Trim().ToLowerInvariant() is "leading" or "uniform" or "trailing" or "quadratic" or "quad";
+
     /// <summary>
     /// Parses a spacing name (<c>leading</c>, <c>trailing</c>, <c>quadratic</c>) or an explicit
     /// comma-separated list of levels.

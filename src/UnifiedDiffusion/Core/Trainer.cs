@@ -26,7 +26,23 @@ public sealed record TrainingOptions(
     long Seed = 0,
     int CheckpointEvery = 2000,
     int LogEvery = 50,
-    LearningRateDecay Decay = LearningRateDecay.Cosine);
+    LearningRateDecay Decay = LearningRateDecay.Cosine)
+{
+    /// <summary>Throws a one-line <see cref="UdmException"/> for a setting no training can use.</summary>
+    public void Validate()
+    {
+        static void Require(bool ok, string message) { if (!ok) throw new UdmException(message); }
+        Require(Steps >= 0, $"training steps must be 0 or more, got {Steps}.");
+        Require(BatchSize >= 1, $"batch size must be at least 1, got {BatchSize}.");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), $"the learning rate must be positive, got {LearningRate}.");
+        Require(WarmupSteps >= 0, $"warm-up steps must be 0 or more, got {WarmupSteps}.");
+        Require(WeightDecay >= 0, $"weight decay must be 0 or more, got {WeightDecay}.");
+        Require(GradClip >= 0, $"the gradient clip must be 0 (off) or positive, got {GradClip}.");
+        Require(EmaDecay >= 0 && EmaDecay < 1, $"the EMA decay must lie in [0, 1), got {EmaDecay}.");
+        Require(CheckpointEvery >= 1, $"checkpointEvery must be at least 1, got {CheckpointEvery}.");
+        Require(LogEvery >= 1, $"logEvery must be at least 1, got {LogEvery}.");
+    }
+}
 
 /// <summary>The learning-rate schedule after warm-up.</summary>
 [System.Text.Json.Serialization.JsonConverter(typeof(System.Text.Json.Serialization.JsonStringEnumConverter<LearningRateDecay>))]
@@ -73,6 +89,7 @@ public sealed class Trainer
     public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Generator, Tensor> loss, IDataSource data,
         TrainingOptions options, string configJson, Device? device = null)
     {
+        options.Validate();
         _network = network;
         _ema = ema;
         _loss = loss;
@@ -86,8 +103,18 @@ public sealed class Trainer
         _ema.eval();
     }
 
-    /// <summary>The optimisation settings.</summary>
-    public TrainingOptions Options { get; set; }
+    /// <summary>The optimisation settings (validated when set).</summary>
+    public TrainingOptions Options
+    {
+        get => _options;
+        set
+        {
+            value.Validate();
+            _options = value;
+        }
+    }
+
+    private TrainingOptions _options = null!;
 
     /// <summary>Steps taken so far.</summary>
     public long Step { get; private set; }

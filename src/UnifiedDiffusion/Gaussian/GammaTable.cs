@@ -81,22 +81,25 @@ public sealed class GammaTable
     /// <summary>
     /// Estimates Γ_t at the given levels from <paramref name="samplesPerLevel"/> fresh pairs (x_0, ε)
     /// per level, x_t = ᾱ_t x_0 + β̄_t ε, by both estimators in one pass; also the data variance.
+    /// Each level draws from its own generator seeded by (<paramref name="seed"/>, t), so an estimate
+    /// does not depend on which levels were estimated before or in what order.
     /// </summary>
     public void Estimate(IPosteriorModel<GaussianPosterior> model, GaussianProcess process, IDataSource data,
-        IEnumerable<int> levels, int samplesPerLevel, Generator generator, Device? device = null, int batchSize = 4096,
+        IEnumerable<int> levels, int samplesPerLevel, ulong seed, Device? device = null, int batchSize = 4096,
         Action<int>? onLevel = null)
     {
         using var noGrad = torch.no_grad();
         if (double.IsNaN(DataVariance))
         {
             using var scope = torch.NewDisposeScope();
-            var x0 = data.Sample(Math.Max(samplesPerLevel, 1000), generator, device);
+            var x0 = data.Sample(Math.Max(samplesPerLevel, 1000), new Generator(seed, device ?? torch.CPU), device);
             DataVariance = x0.flatten(1).var([0]).mean().item<float>();
         }
         foreach (int t in levels.Where(t => t > 0).Distinct())
         {
             double norm = 0, residual = 0;
             int done = 0;
+            var generator = new Generator(unchecked(seed * 1_000_003UL + (ulong)t), device ?? torch.CPU);
             while (done < samplesPerLevel)
             {
                 using var scope = torch.NewDisposeScope();
@@ -130,11 +133,12 @@ public sealed class GammaTable
         try
         {
             var doc = JsonSerializer.Deserialize<GammaFile>(File.ReadAllText(path));
-            if (doc is null || doc.CheckpointStep != checkpointStep || doc.NoiseNorm.Length != steps + 1 || doc.Residual.Length != steps + 1) return null;
+            if (doc?.NoiseNorm is null || doc.Residual is null || doc.CheckpointStep != checkpointStep
+                || doc.NoiseNorm.Length != steps + 1 || doc.Residual.Length != steps + 1) return null;
             static double[] Values(double?[] v) => v.Select(x => x ?? double.NaN).ToArray();
             return new GammaTable(Values(doc.NoiseNorm), Values(doc.Residual), doc.DataVariance ?? double.NaN);
         }
-        catch (JsonException) { return null; }
+        catch (Exception e) when (e is JsonException or IOException) { return null; }
     }
 
     private sealed record GammaFile(long CheckpointStep, double?[] NoiseNorm, double?[] Residual, double? DataVariance);

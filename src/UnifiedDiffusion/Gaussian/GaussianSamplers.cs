@@ -45,8 +45,22 @@ public sealed record AnalyticOptions(double Eta = 0, double? ClipPixels = null, 
 /// Monte Carlo. The step's total variance is σ² + (ᾱ_s − √(β̄_s² − σ²)·ᾱ_t/β̄_t)²·σ̄_t². As in the
 /// official code, the final step to 0 returns the mean.
 /// </summary>
-public sealed class AnalyticKernel(NoiseSchedule schedule, GammaTable gamma, AnalyticOptions options) : IReverseKernel<GaussianPosterior>
+public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>
 {
+    private readonly NoiseSchedule schedule;
+    private readonly GammaTable gamma;
+    private readonly AnalyticOptions options;
+
+    /// <summary>The kernel for a schedule, a Γ table covering the grid, and its options.</summary>
+    public AnalyticKernel(NoiseSchedule schedule, GammaTable gamma, AnalyticOptions options)
+    {
+        if (!(options.Eta >= 0 && options.Eta <= 1)) throw new UdmException($"--eta {options.Eta} is out of range: use a value in [0, 1].");
+        if (options.ClipPixels is double p && !(p > 0)) throw new UdmException($"the analytic clip must be positive pixel bins (or off), got {p}.");
+        this.schedule = schedule;
+        this.gamma = gamma;
+        this.options = options;
+    }
+
     /// <inheritdoc />
     public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, GaussianPosterior posterior, Generator? generator)
     {

@@ -102,7 +102,7 @@ public static class Evaluation
         public GammaTable Gamma(int[] grid)
         {
             if (!_gamma.Covers(grid))
-                _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, new Generator(12345));
+                _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, seed: 12345);
             return _gamma;
         }
 

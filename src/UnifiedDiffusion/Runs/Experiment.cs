@@ -125,6 +125,7 @@ public sealed class Experiment
         Directory.CreateDirectory(runDir);
         var trainer = CreateTrainer(Config.Training);
         if (resume) trainer.Restore(Checkpoint.Load(checkpointPath));
+        else File.Delete(Path.Combine(runDir, Files.Gamma)); // a Γ table left by an earlier model of the same step count
         AtomicFile.WriteAllText(Path.Combine(runDir, Files.Config), Config.ToJson());
         trainer.OnCheckpoint = dir => WriteLossFiles(dir, trainer.Losses);
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
@@ -151,8 +152,8 @@ public sealed class Experiment
         if (!_gamma.Covers(needed))
         {
             var missing = needed.Where(t => !_gamma.Covers([t])).ToArray();
-            // A fixed generator: the table is a property of the model, not of the sampling seed.
-            _gamma.Estimate(Model, Process, Data, missing, samplesPerLevel, new Generator(12345, Device), Device);
+            // A fixed seed: the table is a property of the model, not of the sampling seed.
+            _gamma.Estimate(Model, Process, Data, missing, samplesPerLevel, seed: 12345, Device);
             if (RunDirectory is not null) _gamma.Save(Path.Combine(RunDirectory, Files.Gamma), Step);
         }
         return _gamma;

@@ -51,6 +51,22 @@ public sealed class CliTests : IDisposable
         AssertOneLineError(Run("eval"), "either --run");
         AssertOneLineError(Run("train", "nosuchrecipe", "--out", Path.Combine(Path.GetTempPath(), "never-created")), "unknown recipe");
         AssertOneLineError(Run("recipes", "nope"), "unknown recipe");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "analytic-ddim", "--eta", "3"), "--eta 3");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "999,600,300,100,0", "--steps", "10"), "has 4 steps");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--steps", "10,20", "--gamma", "median"), "unknown --gamma");
+    }
+
+    [Fact]
+    public void BadConfigFilesGiveOneLineErrors()
+    {
+        string nulls = Path.Combine(_root, "nulls.json"), zero = Path.Combine(_root, "zero.json"), typo = Path.Combine(_root, "typo.json");
+        File.WriteAllText(nulls, "{ \"data\": null }");
+        File.WriteAllText(zero, "{ \"training\": { \"checkpointEvery\": 0 } }");
+        File.WriteAllText(typo, "{ \"trainig\": {} }");
+        AssertOneLineError(Run("train", nulls, "--out", Path.Combine(_root, "a")), "not a valid config");
+        AssertOneLineError(Run("train", zero, "--out", Path.Combine(_root, "b")), "checkpointEvery must be at least 1");
+        AssertOneLineError(Run("train", typo, "--out", Path.Combine(_root, "c")), "not a valid config");
+        AssertOneLineError(Run("train", Path.Combine(_root, "missing.json"), "--out", Path.Combine(_root, "d")), "does not exist");
     }
 
     [Fact]

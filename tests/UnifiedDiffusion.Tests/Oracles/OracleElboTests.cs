@@ -16,7 +16,7 @@ public sealed class OracleElboTests(ITestOutputHelper output)
     private static AnalyticKernel AnalyticDdpm(MixtureOracle oracle, GaussianMixture mixture, int[] grid, int samplesPerLevel)
     {
         var gamma = new GammaTable(1000);
-        gamma.Estimate(oracle, Process, mixture, grid, samplesPerLevel, new Generator(5));
+        gamma.Estimate(oracle, Process, mixture, grid, samplesPerLevel, seed: 5);
         return new AnalyticKernel(Process.Schedule, gamma, new AnalyticOptions(Eta: 1));
     }
 

@@ -27,7 +27,7 @@ public sealed class OracleGammaTests(ITestOutputHelper output)
         var oracle = new MixtureOracle(mixture, Process);
         int[] levels = [1, 10, 50, 100, 200, 300];
         var gamma = new GammaTable(1000);
-        gamma.Estimate(oracle, Process, mixture, levels, n, new Generator(1));
+        gamma.Estimate(oracle, Process, mixture, levels, n, seed: 1);
         Assert.True(gamma.Covers(levels));
         Assert.False(gamma.Covers([2]));
         foreach (int t in levels)

@@ -93,7 +93,7 @@ public sealed class OracleSamplingTests(ITestOutputHelper output)
         var grid = TimeGrid.Create(1000, 5, TimeSpacing.Trailing);
         Assert.Equal([1000, 800, 600, 400, 200, 0], grid);
         var gamma = new GammaTable(1000);
-        gamma.Estimate(oracle, Process, mixture, grid, 20_000, new Generator(10));
+        gamma.Estimate(oracle, Process, mixture, grid, 20_000, seed: 10);
         var samplers = new Dictionary<string, Sampler<GaussianPosterior>>
         {
             ["DDPM"] = new(Process, oracle, GaussianKernels.Ddpm(Process.Schedule)),

@@ -53,3 +53,22 @@ public sealed class ReadmeExampleTests : IDisposable
         Assert.InRange(radius, 1.9f, 2.1f);
     }
 }
+
+/// <summary>Γ_t is a property of the model: the same whichever levels were estimated before.</summary>
+public sealed class GammaReproducibilityTests
+{
+    [Fact]
+    public void GammaAtALevelDoesNotDependOnEarlierRequests()
+    {
+        var mixture = GaussianMixture.Ring8();
+        var process = new GaussianProcess(NoiseSchedule.Create(new ScheduleConfig()));
+        var oracle = new MixtureOracle(mixture, process);
+        var fresh = new GammaTable(1000);
+        fresh.Estimate(oracle, process, mixture, [500], 500, seed: 3);
+        var warmed = new GammaTable(1000);
+        warmed.Estimate(oracle, process, mixture, [100, 900], 500, seed: 3);
+        warmed.Estimate(oracle, process, mixture, [500], 500, seed: 3);
+        Assert.Equal(fresh[500], warmed[500]);
+        Assert.Equal(fresh.Get(500, GammaEstimator.Residual), warmed.Get(500, GammaEstimator.Residual));
+    }
+}

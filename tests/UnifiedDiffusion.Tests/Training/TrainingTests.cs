@@ -113,6 +113,10 @@ public sealed class TrainingTests : IDisposable
         File.WriteAllBytes(path, flipped);
         Assert.Contains("corrupt or truncated", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
 
+        // A header length near int.MaxValue must not overflow into an out-of-range read.
+        File.WriteAllBytes(path, [.. bytes[..9], .. BitConverter.GetBytes(int.MaxValue), .. bytes[13..]]);
+        Assert.Contains("corrupt or truncated", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
+
         File.WriteAllText(path, "hello, not a checkpoint");
         Assert.Contains("not a UnifiedDiffusion checkpoint", Assert.Throws<UdmException>(() => Checkpoint.Load(path)).Message);
 
