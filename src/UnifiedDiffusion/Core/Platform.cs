@@ -21,6 +21,20 @@ public static partial class Platform
     [LibraryImport("libc", EntryPoint = "mallopt")]
     private static partial int MallOpt(int param, int value);
 
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
+
+    /// <summary>
+    /// Returns the heap's free pages to the OS (glibc malloc_trim). With trimming disabled for speed,
+    /// freed memory otherwise stays mapped; call this at rare points (checkpoints), never per step.
+    /// </summary>
+    public static void ReleaseFreeMemory()
+    {
+        if (!MallocTuned) return;
+        try { MallocTrim(0); }
+        catch (EntryPointNotFoundException) { }
+    }
+
 #pragma warning disable CA2255 // Deliberate: the allocator must be tuned before any tensor exists.
     [ModuleInitializer]
     internal static void TuneAllocatorOnLoad() => TuneAllocator();

@@ -188,9 +188,18 @@ public sealed class Trainer
                 log.Scalar("train/lr", (float)lr, Step);
             }
             if (runDir is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps)) SaveCheckpoint(runDir);
+            if (Step % ReleaseMemoryEvery == 0) Platform.ReleaseFreeMemory();
         }
         return TrainingOutcome.Completed;
     }
+
+    /// <summary>
+    /// Steps between returns of free heap memory to the OS. With glibc trimming disabled (the
+    /// allocator fix), the heap of a toy MLP run was measured growing by ~200 KB per step although
+    /// no tensor leaks (1.5 GB after 2k steps, 2.2 GB plateau); a malloc_trim every 500 steps keeps
+    /// it bounded at no measurable cost in step time.
+    /// </summary>
+    public const int ReleaseMemoryEvery = 500;
 
     /// <summary>Linear warm-up to the peak rate, then constant or cosine decay (see <see cref="TrainingOptions.Decay"/>).</summary>
     public double LearningRateAt(long step)
