@@ -81,7 +81,7 @@ internal static class Options
             double? clip = r.GetValue(_clip);
             if (clip < 0) throw new UdmException($"--analytic-clip must be 0 (off) or positive, got {clip}.");
             AnalyticOptions? analytic = clip is null && estimator == GammaEstimator.NoiseNorm ? null
-                : new AnalyticOptions(ClipPixels: clip is null ? (kind == GaussianSamplerKind.AnalyticDdpm ? 2 : 1) : clip == 0 ? null : clip, Estimator: estimator);
+                : new AnalyticOptions(ClipPixels: clip is null ? GaussianSampling.DefaultClipPixels(kind) : clip == 0 ? null : clip, Estimator: estimator);
             return new GaussianSamplerSpec(kind, k, r.GetValue(_eta), r.GetValue(_grid)!, analytic);
         }
     }

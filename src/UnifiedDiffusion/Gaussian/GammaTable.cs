@@ -118,6 +118,19 @@ public sealed class GammaTable
         }
     }
 
+    /// <summary>
+    /// Estimates only the levels of <paramref name="levels"/> that have no estimate yet; returns true
+    /// if anything was estimated.
+    /// </summary>
+    public bool EstimateMissing(IPosteriorModel<GaussianPosterior> model, GaussianProcess process, IDataSource data,
+        IEnumerable<int> levels, int samplesPerLevel, ulong seed, Device? device = null)
+    {
+        var missing = levels.Where(t => t > 0 && !Covers([t])).Distinct().ToArray();
+        if (missing.Length == 0) return false;
+        Estimate(model, process, data, missing, samplesPerLevel, seed, device);
+        return true;
+    }
+
     /// <summary>Writes the table as JSON (null for unknown levels).</summary>
     public void Save(string path, long checkpointStep)
     {

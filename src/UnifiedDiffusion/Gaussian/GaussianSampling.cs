@@ -58,8 +58,8 @@ public static class GaussianSampling
         {
             GaussianSamplerKind.Ddpm => GaussianKernels.Ddpm(schedule),
             GaussianSamplerKind.Ddim => spec.Eta == 0 ? GaussianKernels.Ddim() : GaussianKernels.DdimEta(schedule, spec.Eta),
-            GaussianSamplerKind.AnalyticDdpm => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? new AnalyticOptions(ClipPixels: 2)) with { Eta = 1 }),
-            GaussianSamplerKind.AnalyticDdim => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? new AnalyticOptions(ClipPixels: 1)) with { Eta = spec.Eta }),
+            GaussianSamplerKind.AnalyticDdpm => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? DefaultAnalytic(spec.Kind)) with { Eta = 1 }),
+            GaussianSamplerKind.AnalyticDdim => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? DefaultAnalytic(spec.Kind)) with { Eta = spec.Eta }),
             _ => throw new ArgumentOutOfRangeException(nameof(spec)),
         };
     }
@@ -72,6 +72,11 @@ public static class GaussianSampling
         var sampler = new Sampler<GaussianPosterior>(process, model, Kernel(spec, process.Schedule, gamma));
         return sampler.Sample([count, .. sampleShape], grid, device ?? torch.CPU, generator, options);
     }
+
+    /// <summary>The official code's first-step clip: 2 pixel bins for Analytic-DDPM, 1 for Analytic-DDIM.</summary>
+    public static double DefaultClipPixels(GaussianSamplerKind kind) => kind == GaussianSamplerKind.AnalyticDdpm ? 2 : 1;
+
+    private static AnalyticOptions DefaultAnalytic(GaussianSamplerKind kind) => new(ClipPixels: DefaultClipPixels(kind));
 
     private static UdmException MissingGamma() =>
         new("the analytic samplers need Γ_t estimated from training data; estimate it with GammaTable.Estimate first.");

@@ -101,8 +101,7 @@ public static class Evaluation
         /// <summary>Γ with the exact denoiser, estimated where missing (2000 samples per level).</summary>
         public GammaTable Gamma(int[] grid)
         {
-            if (!_gamma.Covers(grid))
-                _gamma.Estimate(Model, Process, Mixture, grid.Where(t => !_gamma.Covers([t])), 2000, seed: 12345);
+            _gamma.EstimateMissing(Model, Process, Mixture, grid, 2000, seed: 12345);
             return _gamma;
         }
 

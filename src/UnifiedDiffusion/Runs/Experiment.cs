@@ -149,13 +149,9 @@ public sealed class Experiment
         if (_gamma is null && RunDirectory is not null)
             _gamma = GammaTable.Load(Path.Combine(RunDirectory, Files.Gamma), Process.Steps, Step);
         _gamma ??= new GammaTable(Process.Steps);
-        if (!_gamma.Covers(needed))
-        {
-            var missing = needed.Where(t => !_gamma.Covers([t])).ToArray();
-            // A fixed seed: the table is a property of the model, not of the sampling seed.
-            _gamma.Estimate(Model, Process, Data, missing, samplesPerLevel, seed: 12345, Device);
-            if (RunDirectory is not null) _gamma.Save(Path.Combine(RunDirectory, Files.Gamma), Step);
-        }
+        // A fixed seed: the table is a property of the model, not of the sampling seed.
+        if (_gamma.EstimateMissing(Model, Process, Data, needed, samplesPerLevel, seed: 12345, Device) && RunDirectory is not null)
+            _gamma.Save(Path.Combine(RunDirectory, Files.Gamma), Step);
         return _gamma;
     }
 
