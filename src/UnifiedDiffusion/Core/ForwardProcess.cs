@@ -27,6 +27,14 @@ public interface IForwardProcess
 
     /// <summary>F_t⁻¹(x_0, x_t): the noise that takes x_0 to x_t at level t.</summary>
     Tensor InferNoise(Tensor x0, Tensor xt, Tensor t);
+
+    /// <summary>
+    /// The known part of x at level <paramref name="s"/> when sampling with a fixed part
+    /// (inpainting, infilling). By default the known data is pushed through F_s with fresh noise,
+    /// as continuous families need; token families override this to keep the known tokens.
+    /// </summary>
+    Tensor CorruptKnown(Tensor known, int s, Generator? generator) =>
+        s == 0 ? known : Corrupt(known, ForwardProcessExtensions.Levels(s, known.shape[0], known.device), SampleNoise(known, generator));
 }
 
 /// <summary>Helpers shared by every forward process.</summary>

@@ -6,7 +6,8 @@ namespace UnifiedDiffusion.Core;
 /// <summary>
 /// Fixes part of x during sampling (inpainting, infilling): wherever <see cref="Mask"/> is true,
 /// x_s is replaced by F_s(<see cref="Known"/>, ε), the known data pushed through the family's own
-/// forward process to level s. The network never learns that part of x was fixed.
+/// forward process to level s (<see cref="IForwardProcess.CorruptKnown"/>). The network never
+/// learns that part of x was fixed.
 /// </summary>
 /// <param name="Known">Data at t = 0, shaped like a batch of samples.</param>
 /// <param name="Mask">Boolean, broadcastable to the sample: true where x is known.</param>
@@ -49,6 +50,13 @@ public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel
         if (grid.Count < 2 || grid[^1] != 0) throw new ArgumentException("the grid must descend to 0", nameof(grid));
         using var noGrad = torch.no_grad();
         var x = start;
+        if (options?.Fixed is { } fixedAtStart)
+        {
+            // The known part enters at the first level too: a token family then sees its fixed
+            // tokens from the first network call, a continuous one its re-corrupted pixels.
+            using var startScope = torch.NewDisposeScope();
+            x = torch.where(fixedAtStart.Mask, Process.CorruptKnown(fixedAtStart.Known, grid[0], generator), start).MoveToOuterDisposeScope();
+        }
         for (int i = 0; i + 1 < grid.Count; i++)
         {
             var step = new ReverseStep(grid[i], grid[i + 1], i, grid);
@@ -57,7 +65,7 @@ public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel
             var next = kernel.Step(Process, x, step, posterior, generator);
             if (options?.Fixed is { } fixedPart)
             {
-                var known = step.IsFinal ? fixedPart.Known : Process.Corrupt(fixedPart.Known, step.S, Process.SampleNoise(fixedPart.Known, generator));
+                var known = Process.CorruptKnown(fixedPart.Known, step.S, generator);
                 next = torch.where(fixedPart.Mask, known, next);
             }
             if (options?.OnStep is { } onStep) onStep(new SamplerProgress(step, x, posterior, next));

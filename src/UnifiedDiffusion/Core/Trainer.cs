@@ -74,7 +74,7 @@ public sealed class Trainer
 {
     private readonly nn.Module _network;
     private readonly nn.Module _ema;
-    private readonly Func<Tensor, Generator, Tensor> _loss;
+    private readonly Func<Tensor, Tensor?, Generator, Tensor> _loss;
     private readonly IDataSource _data;
     private readonly string _configJson;
     private readonly Device _device;
@@ -87,6 +87,16 @@ public sealed class Trainer
     /// <paramref name="network"/>; its weights are overwritten with a copy.
     /// </summary>
     public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Generator, Tensor> loss, IDataSource data,
+        TrainingOptions options, string configJson, Device? device = null)
+        : this(network, ema, (x0, _, generator) => loss(x0, generator), data, options, configJson, device)
+    {
+    }
+
+    /// <summary>
+    /// Creates a trainer whose loss also receives the batch's labels: int64 [B] when
+    /// <paramref name="data"/> is an <see cref="ILabeledDataSource"/>, otherwise null.
+    /// </summary>
+    public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Tensor?, Generator, Tensor> loss, IDataSource data,
         TrainingOptions options, string configJson, Device? device = null)
     {
         options.Validate();
@@ -169,9 +179,11 @@ public sealed class Trainer
             using var scope = torch.NewDisposeScope();
             double lr = LearningRateAt(Step);
             foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
-            var x0 = _data.Sample(Options.BatchSize, _generator, _device);
+            var (x0, labels) = _data is ILabeledDataSource labeled
+                ? labeled.SampleLabeled(Options.BatchSize, _generator, _device)
+                : (_data.Sample(Options.BatchSize, _generator, _device), null);
             _optimizer.zero_grad();
-            var loss = _loss(x0, _generator);
+            var loss = _loss(x0, labels, _generator);
             float value = loss.item<float>();
             if (!float.IsFinite(value))
                 throw new UdmException($"the loss became {value} at step {Step + 1}; nothing was saved, so the last good checkpoint is intact. Lower the learning rate (--lr) or the gradient clip, then --resume.");
