@@ -19,6 +19,7 @@ internal static class CommandLine
             EvalCommand.Create(),
             RecipesCommand.Create(),
             BenchCommand.Create(),
+            DataCommand.Create(),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

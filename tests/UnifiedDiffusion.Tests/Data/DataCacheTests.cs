@@ -1,0 +1,141 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Data;
+using Xunit;
+
+namespace UnifiedDiffusion.Tests.Data;
+
+/// <summary>The cache's fetch, verify and damage rules, with a fake package client (no network).</summary>
+public sealed class DataCacheTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "udm-cache-test-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>Writes an npm-style .tgz holding the given files under package/.</summary>
+    private sealed class FakeNpm(Dictionary<string, byte[]> files, Func<byte[], byte[]>? damage = null) : IPackageClient
+    {
+        public int Downloads { get; private set; }
+
+        public string Download(PackageSource source, string folder)
+        {
+            Downloads++;
+            var buffer = new MemoryStream();
+            using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+            using (var tar = new TarWriter(gzip))
+            {
+                foreach (var (name, bytes) in files)
+                    tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "package/" + name) { DataStream = new MemoryStream(bytes) });
+            }
+            string path = Path.Combine(folder, "fake-1.0.0.tgz");
+            File.WriteAllBytes(path, damage is null ? buffer.ToArray() : damage(buffer.ToArray()));
+            return path;
+        }
+    }
+
+    private static readonly Dictionary<string, byte[]> Files = new()
+    {
+        ["data/a.txt"] = "alpha\n"u8.ToArray(),
+        ["data/b.bin"] = [.. Enumerable.Range(0, 5000).Select(i => (byte)(i * 7))],
+        ["README.md"] = "ignored"u8.ToArray(),
+    };
+
+    private static string Hash(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static DataSetInfo Entry(string? bHash = null) =>
+        new("fake", "a test set", "none", [new(PackageManager.Npm, "fake@1.0.0", null, [new("package/data/a.txt"), new("package/data/b.bin", bHash ?? Hash(Files["data/b.bin"]))])]);
+
+    [Fact]
+    public void FetchExtractsOnlyTheListedFilesAndIsIdempotent()
+    {
+        var client = new FakeNpm(Files);
+        var cache = new DataCache(_root, client, [Entry()]);
+        Assert.False(cache.Describe("fake").Cached);
+        string folder = cache.Ensure("fake");
+        Assert.Equal(["a.txt", "b.bin"], Directory.GetFiles(folder).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')).Order());
+        Assert.Equal(Files["data/b.bin"], File.ReadAllBytes(Path.Combine(folder, "b.bin")));
+        Assert.True(cache.Describe("fake").Cached);
+        cache.Ensure("fake");
+        cache.Fetch("fake");
+        Assert.Equal(1, client.Downloads);
+        cache.Fetch("fake", force: true);
+        Assert.Equal(2, client.Downloads);
+        Assert.DoesNotContain(Directory.GetDirectories(_root), d => Path.GetFileName(d).StartsWith(".fetch"));
+    }
+
+    [Fact]
+    public void AWrongFileHashIsRejectedAndNothingIsCached()
+    {
+        var cache = new DataCache(_root, new FakeNpm(Files), [Entry(bHash: new string('0', 64))]);
+        var e = Assert.Throws<UdmException>(() => cache.Ensure("fake"));
+        Assert.Contains("SHA-256", e.Message);
+        Assert.False(cache.Describe("fake").Cached);
+        Assert.False(Directory.Exists(cache.Folder("fake")));
+    }
+
+    [Fact]
+    public void ATruncatedArchiveGivesAOneLineError()
+    {
+        var cache = new DataCache(_root, new FakeNpm(Files, bytes => bytes[..(bytes.Length / 2)]), [Entry()]);
+        var e = Assert.Throws<UdmException>(() => cache.Ensure("fake"));
+        Assert.Contains("--force", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.False(cache.Describe("fake").Cached);
+    }
+
+    [Fact]
+    public void AnArchiveHashMismatchIsRejected()
+    {
+        var entry = Entry() with { Sources = [Entry().Sources[0] with { ArchiveSha256 = new string('a', 64) }] };
+        var cache = new DataCache(_root, new FakeNpm(Files), [entry]);
+        Assert.Contains("expected SHA-256", Assert.Throws<UdmException>(() => cache.Ensure("fake")).Message);
+    }
+
+    [Fact]
+    public void ATruncatedCachedFileIsReportedAsDamaged()
+    {
+        var cache = new DataCache(_root, new FakeNpm(Files), [Entry()]);
+        string folder = cache.Ensure("fake");
+        using (var stream = File.Open(Path.Combine(folder, "b.bin"), FileMode.Open)) stream.SetLength(100);
+        Assert.False(cache.Describe("fake").Cached);
+        Assert.Contains("damaged", Assert.Throws<UdmException>(() => cache.Ensure("fake")).Message);
+        cache.Fetch("fake", force: true);
+        Assert.True(cache.Describe("fake").Cached);
+    }
+
+    [Fact]
+    public void AMissingPackageClientSaysWhatToInstall()
+    {
+        var e = Assert.Throws<UdmException>(() => CommandLinePackageClient.Start("udm-no-such-program", [], null, redirectOutput: true, "install it from somewhere"));
+        Assert.Contains("not installed", e.Message);
+        Assert.Contains("install it from somewhere", e.Message);
+    }
+
+    [Fact]
+    public void UnknownNamesListTheKnownOnes()
+    {
+        var e = Assert.Throws<UdmException>(() => DataCatalog.Get("cifar10"));
+        Assert.Contains("mnist", e.Message);
+        Assert.Contains("poems", e.Message);
+    }
+
+    [Fact]
+    public void TheCacheRootFollowsUdmData()
+    {
+        string? before = Environment.GetEnvironmentVariable("UDM_DATA");
+        try
+        {
+            Environment.SetEnvironmentVariable("UDM_DATA", _root);
+            Assert.Equal(_root, DataCache.DefaultRoot);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("UDM_DATA", before);
+        }
+    }
+}
