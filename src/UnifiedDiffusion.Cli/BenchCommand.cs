@@ -81,7 +81,7 @@ internal static class BenchCommand
         }
         if (python.Count > 0)
         {
-            long csharpParams = experiment.Network.parameters().Sum(p => p.numel());
+            long csharpParams = experiment.Model.Network.parameters().Sum(p => p.numel());
             long pyParams = python[0].GetProperty("parameters").GetInt64();
             if (csharpParams != pyParams) throw new InvalidOperationException($"parameter counts differ: C# {csharpParams}, PyTorch {pyParams}");
             rows.Add(new Row("parameters (checked equal)", "count", csharpParams, pyParams));

@@ -87,12 +87,12 @@ internal static class SampleCommand
     {
         var run = new Option<string>("--run") { Description = "run folder written by `udm train`", Required = true };
         var samplerSet = new Options.SamplerSet();
-        var count = Options.Count(2000);
+        var count = Options.Count(64);
         var seed = Options.Seed("the prior and the sampler noise");
-        var output = new Option<string?>("--out") { Description = "output file: .png (scatter plot) or .csv (points); default RUN/samples-SAMPLER-STEPS.png" };
+        var output = new Option<string?>("--out") { Description = "output file: .png (image grid or scatter plot), .csv (points) or .txt (text); default RUN/samples-SAMPLER-STEPS.EXT" };
         var device = Options.Device();
         var threads = Options.Threads();
-        var command = new Command("sample", "Draw samples from a trained run and write them as a PNG scatter plot or CSV.")
+        var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences.")
         {
             run, count, seed, output, device, threads,
         };
@@ -100,40 +100,27 @@ internal static class SampleCommand
         command.SetAction(r =>
         {
             Platform.SetThreads(r.GetValue(threads));
-            var spec = samplerSet.Build(r);
+            var request = samplerSet.Build(r);
             int n = Options.Positive(r, count, "--count");
             string runDir = r.GetValue(run)!;
             var experiment = Experiment.Load(runDir, r.GetValue(device));
-            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{spec.Name}-{spec.Steps}.png");
-            using var samples = ProgressView.Run($"sample {spec.Name}", spec.Steps, report =>
-                experiment.Sample(spec, n, r.GetValue(seed), new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") }));
-            Write(path, samples, $"{spec.Name}, {spec.Steps} steps");
+            var model = experiment.Model;
+            string sampler = request.Sampler ?? model.DefaultSampler;
+            int steps = request.Steps ?? model.DefaultSteps;
+            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.SampleExtension}");
+            using var samples = ProgressView.Run($"sample {sampler}", steps, report =>
+                model.Sample(request, n, r.GetValue(seed), new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") }));
+            model.WriteSamples(path, samples, $"{sampler}, {steps} steps");
             Console.WriteLine($"wrote {n} samples to {path}");
             return 0;
         });
         return command;
     }
-
-    private static void Write(string path, torch.Tensor samples, string title)
-    {
-        string ext = Path.GetExtension(path).ToLowerInvariant();
-        if (ext == ".csv")
-        {
-            var rows = samples.to(torch.ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])
-                .Select(row => string.Join(',', row.Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
-            AtomicFile.WriteAllText(path, string.Join('\n', rows) + "\n");
-        }
-        else if (ext == ".png")
-        {
-            Plots.ScatterGrid(path, [(title, samples)]);
-        }
-        else throw new UdmException($"--out {path}: use a .png or .csv file name.");
-    }
 }
 
 internal static class EvalCommand
 {
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     public static Command Create()
     {
@@ -142,11 +129,12 @@ internal static class EvalCommand
         var samplerSet = new Options.SamplerSet { AllowLists = true };
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
-        var json = new Option<bool>("--json") { Description = "print the metrics as JSON (fields sliced_w2 and, for mixtures, log_density)" };
-        var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data in bits/dim along the same grid (ddpm, analytic-ddpm)" };
+        var json = new Option<bool>("--json") { Description = "print the metrics as JSON (one object per sampler, metric names in snake_case)" };
+        var nll = new Option<bool>("--nll") { Description = "gaussian: also report the negative ELBO of held-out data in bits/dim along the same grid (ddpm, analytic-ddpm)" };
         var device = Options.Device();
         var threads = Options.Threads();
-        var command = new Command("eval", "Sample and measure: sliced Wasserstein-2 to fresh data and, for mixtures, the mean log-density under the true density.")
+        var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
+            + "n-gram perplexity, distinct-n and copy rate for text.")
         {
             run, oracle, count, seed, json, nll, device, threads,
         };
@@ -154,58 +142,85 @@ internal static class EvalCommand
         command.SetAction(r =>
         {
             Platform.SetThreads(r.GetValue(threads));
-            var specs = samplerSet.BuildAll(r);
+            var requests = samplerSet.BuildAll(r);
             int n = Options.Positive(r, count, "--count");
             string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device));
-            var results = new List<SampleQuality>();
-            foreach (var spec in specs)
+            var results = new List<EvaluationResult>();
+            foreach (var request in requests)
             {
-                var quality = ProgressView.Run($"eval {spec.Name} {spec.Steps} steps", spec.Steps, report =>
+                int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
+                var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
                 {
                     var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
-                    return oracleRun?.Evaluate(spec, n, s, options) ?? Evaluation.Evaluate(experiment!, spec, n, s, options);
+                    return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });
-                if (r.GetValue(nll) && spec.Kind is GaussianSamplerKind.Ddpm or GaussianSamplerKind.AnalyticDdpm)
-                {
-                    double bits = oracleRun is not null
-                        ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
-                        : Evaluation.NllBitsPerDim(experiment!.Process, experiment.Model, grid => experiment.Gamma(grid), spec, experiment.Data, n, s);
-                    quality = quality with { NllBitsPerDim = bits };
-                }
-                else if (r.GetValue(nll) && specs.Count == 1)
-                    throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood).");
-                results.Add(quality);
+                if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, requests.Count == 1);
+                results.Add(result);
             }
-            if (r.GetValue(json)) Console.WriteLine(results.Count == 1 ? JsonSerializer.Serialize(results[0], Json) : JsonSerializer.Serialize(results, Json));
+            if (r.GetValue(json))
+            {
+                var objects = results.Select(Flatten).ToList();
+                Console.WriteLine(objects.Count == 1 ? JsonSerializer.Serialize(objects[0], Json) : JsonSerializer.Serialize(objects, Json));
+            }
             else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : runDir!, results);
             return 0;
         });
         return command;
     }
+
+    private static EvaluationResult WithNll(EvaluationResult result, SamplerRequest request, Experiment? experiment, Evaluation.Oracle? oracleRun, int n, long s, bool single)
+    {
+        var spec = GaussianFamilyModel.ToSpec(request);
+        if (spec.Kind is not (GaussianSamplerKind.Ddpm or GaussianSamplerKind.AnalyticDdpm))
+        {
+            if (single) throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood).");
+            return result;
+        }
+        double bits = oracleRun is not null
+            ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
+            : experiment!.Gaussian.NllBitsPerDim(request, n, s);
+        return result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["nll_bits_per_dim"] = bits } };
+    }
+
+    /// <summary>One flat JSON object: the common fields, then the metrics.</summary>
+    public static Dictionary<string, object> Flatten(EvaluationResult result)
+    {
+        var flat = new Dictionary<string, object>
+        {
+            ["data"] = result.Data, ["family"] = result.Family, ["sampler"] = result.Sampler, ["steps"] = result.Steps,
+            ["count"] = result.Count, ["seconds"] = result.Seconds,
+        };
+        foreach (var (key, value) in result.Metrics) flat[key] = value;
+        return flat;
+    }
 }
 
 internal static class MetricsTable
 {
-    public static void Print(string title, IEnumerable<SampleQuality> rows)
+    /// <summary>Lower is better for these; the others are higher-is-better or neutral.</summary>
+    private static readonly string[] LowerIsBetter = ["sliced_w2", "nll_bits_per_dim", "fid", "rmse", "perplexity", "copy_rate", "nelbo_bits_per_token"];
+
+    public static void Print(string title, IEnumerable<EvaluationResult> rows)
     {
         var list = rows.ToList();
         // Redirected output has no terminal width; Spectre would wrap every cell at 80 columns.
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
-        bool withNll = list.Any(q => q.NllBitsPerDim is not null);
-        var table = new Table().Title(Markup.Escape(title)).AddColumns("data", "sampler", "steps", "η", "samples", "sliced W2 ↓", "log-density ↑", "seconds");
-        if (withNll) table.AddColumn("NLL bits/dim ↓");
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
+        var metricNames = list.SelectMany(q => q.Metrics.Keys).Distinct().ToList();
+        var table = new Table().Title(Markup.Escape(title)).AddColumns("data", "sampler", "steps", "samples");
+        foreach (var name in metricNames)
+            table.AddColumn(Markup.Escape(name.Replace('_', ' ') + (LowerIsBetter.Any(name.StartsWith) ? " ↓" : "")));
+        table.AddColumn("seconds");
         foreach (var q in list)
-        {
-            string[] cells = [q.Data, q.Sampler, q.Steps.ToString(), q.Eta.ToString("0.##"), q.Count.ToString(), q.SlicedW2.ToString("F4"),
-                q.LogDensity?.ToString("F3") ?? "–", q.Seconds.ToString("F2")];
-            table.AddRow(withNll ? [.. cells, q.NllBitsPerDim?.ToString("F3") ?? "–"] : cells);
-        }
+            table.AddRow([q.Data, Markup.Escape(q.Sampler), q.Steps.ToString(), q.Count.ToString(),
+                .. metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? Format(v) : "–"), q.Seconds.ToString("F2")]);
         AnsiConsole.Write(table);
     }
+
+    private static string Format(double v) => Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
 }
 
 internal static class RecipesCommand
@@ -253,7 +268,7 @@ internal static class DemoCommand
             var experiment = ReuseOrTrain(config, runDir);
             if (experiment is null) return TrainCommand.Interrupted;
 
-            var rows = new List<SampleQuality>();
+            var rows = new List<EvaluationResult>();
             var panels = new List<(string, torch.Tensor)> { ("training data (gmm8)", experiment.Data.Sample(n, new torch.Generator((ulong)s + 1))) };
             ProgressView.Run("sample", Samplers.Length * StepCounts.Length, report =>
             {
@@ -262,7 +277,7 @@ internal static class DemoCommand
                     foreach (int k in StepCounts)
                     {
                         var spec = new GaussianSamplerSpec(GaussianSamplerSpec.ParseKind(name), k);
-                        rows.Add(Evaluation.Evaluate(experiment, spec, n, s));
+                        rows.Add(experiment.Model.Evaluate(new SamplerRequest(name, k), n, s));
                         if (k == 10 || k == 100) panels.Add(($"{name}, {k} steps", experiment.Sample(spec, n, s)));
                         report(++done, $"{name} {k} steps");
                     }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Runs;
 
 namespace UnifiedDiffusion.Cli;
 
@@ -22,56 +23,59 @@ internal static class Options
         return v;
     }
 
-    /// <summary>The options that choose a sampler, shared by `sample` and `eval`.</summary>
+    /// <summary>The options that choose a sampler, shared by `sample` and `eval`, for every family.</summary>
     internal sealed class SamplerSet
     {
-        private readonly Option<string> _sampler = new("--sampler")
+        private readonly Option<string?> _sampler = new("--sampler")
         {
-            Description = $"sampler: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η); eval takes a comma list",
-            DefaultValueFactory = _ => "ddim",
+            Description = $"sampler; gaussian: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η); cold: naive, improved, interpolate; "
+                + "mask and edit: recorrupt, improved. Default: ddim, improved. eval takes a comma list",
         };
-        private readonly Option<string> _steps = new("--steps") { Description = "reverse steps (network evaluations); eval takes a comma list such as 10,20,50", DefaultValueFactory = _ => "50" };
-        private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1]: 0 deterministic, 1 DDPM-like noise", DefaultValueFactory = _ => 0.0 };
+        private readonly Option<string?> _steps = new("--steps") { Description = "reverse steps (network evaluations); default 50, or the sequence length for text, T for cold; eval takes a comma list such as 10,20,50" };
+        private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 deterministic, 1 DDPM-like noise); for cold interpolate, σ̃", DefaultValueFactory = _ => 0.0 };
         private readonly Option<string> _grid = new("--grid") { Description = "time grid: leading, trailing, quadratic, or explicit levels such as \"999,500,0\"", DefaultValueFactory = _ => "leading" };
         private readonly Option<double?> _clip = new("--analytic-clip") { Description = "analytic samplers: cap the noise of the step onto the lowest level at this many pixel bins of 2/255 (official code: 2 for analytic-ddpm, 1 for analytic-ddim); 0 disables" };
         private readonly Option<string> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, noise-norm (the paper's E‖ε̂‖²/d) or residual (1 − E‖ε − ε̂‖²/d)", DefaultValueFactory = _ => "noise-norm" };
+        private readonly Option<string?> _order = new("--order") { Description = "mask and edit improved samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
+        private readonly Option<double> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)", DefaultValueFactory = _ => 0.0 };
+        private readonly Option<int?> _label = new("--label") { Description = "class-conditional image models: the class to draw (default: cycle through the classes)" };
 
-        public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma];
+        public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma, _order, _guidance, _label];
 
         /// <summary>With lists allowed (eval): --sampler ddpm,ddim --steps 10,100 gives every combination.</summary>
         public bool AllowLists { get; init; }
 
-        public GaussianSamplerSpec Build(ParseResult r) => BuildAll(r).Single();
+        public SamplerRequest Build(ParseResult r) => BuildAll(r).Single();
 
-        public List<GaussianSamplerSpec> BuildAll(ParseResult r)
+        public List<SamplerRequest> BuildAll(ParseResult r)
         {
-            var samplers = Split(r.GetValue(_sampler)!, "--sampler");
-            var steps = Split(r.GetValue(_steps)!, "--steps").Select(v =>
-                int.TryParse(v, out int k) && k >= 1 ? k : throw new UdmException($"--steps must be a whole number of at least 1, got \"{v}\".")).ToList();
+            var samplers = r.GetValue(_sampler) is { } names ? Split(names, "--sampler") : [null];
+            List<int?> steps = r.GetValue(_steps) is { } values ? [.. Split(values, "--steps").Select(v =>
+                int.TryParse(v, out int k) && k >= 1 ? k : throw new UdmException($"--steps must be a whole number of at least 1, got \"{v}\"."))] : [null];
             string grid = r.GetValue(_grid)!;
             if (!TimeGrid.IsSpacingName(grid))
             {
                 // An explicit grid fixes the step count; levels are checked against T when the process is known.
                 int count = TimeGrid.Parse(grid, int.MaxValue, 1).Length - 1;
-                bool stepsGiven = r.GetResult(_steps) is { Implicit: false };
-                if (stepsGiven && (steps.Count != 1 || steps[0] != count))
+                if (r.GetValue(_steps) is not null && (steps.Count != 1 || steps[0] != count))
                     throw new UdmException($"--steps {r.GetValue(_steps)} does not match --grid {grid}, which has {count} steps; leave --steps out.");
                 steps = [count];
             }
+            if (r.GetValue(_order) is { } order && order is not ("random" or "confident"))
+                throw new UdmException($"unknown --order \"{order}\": use random or confident.");
             return [.. from name in samplers from k in steps select Build(r, name, k)];
         }
 
-        private List<string> Split(string value, string name)
+        private List<string?> Split(string value, string name)
         {
             var parts = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
             if (parts.Count == 0) throw new UdmException($"{name} needs a value.");
             if (parts.Count > 1 && !AllowLists) throw new UdmException($"{name} takes one value here; lists such as \"{value}\" work with `udm eval`.");
-            return parts;
+            return [.. parts];
         }
 
-        private GaussianSamplerSpec Build(ParseResult r, string sampler, int k)
+        private SamplerRequest Build(ParseResult r, string? sampler, int? k)
         {
-            var kind = GaussianSamplerSpec.ParseKind(sampler);
             var estimator = r.GetValue(_gamma)!.ToLowerInvariant() switch
             {
                 "noise-norm" => GammaEstimator.NoiseNorm,
@@ -80,9 +84,22 @@ internal static class Options
             };
             double? clip = r.GetValue(_clip);
             if (clip < 0) throw new UdmException($"--analytic-clip must be 0 (off) or positive, got {clip}.");
-            AnalyticOptions? analytic = clip is null && estimator == GammaEstimator.NoiseNorm ? null
-                : new AnalyticOptions(ClipPixels: clip is null ? GaussianSampling.DefaultClipPixels(kind) : clip == 0 ? null : clip, Estimator: estimator);
-            return new GaussianSamplerSpec(kind, k, r.GetValue(_eta), r.GetValue(_grid)!, analytic);
+            double eta = r.GetValue(_eta);
+            if (!(eta >= 0 && eta <= 1)) throw new UdmException($"--eta {eta} is out of range; use a value in [0, 1].");
+            AnalyticOptions? analytic = null;
+            if ((clip is not null || estimator != GammaEstimator.NoiseNorm) && sampler is not null && GaussianSamplerSpec.Names.Contains(sampler.ToLowerInvariant()))
+            {
+                var kind = GaussianSamplerSpec.ParseKind(sampler);
+                analytic = new AnalyticOptions(ClipPixels: clip is null ? GaussianSampling.DefaultClipPixels(kind) : clip == 0 ? null : clip, Estimator: estimator);
+            }
+            return new SamplerRequest(sampler, k, r.GetValue(_grid)!)
+            {
+                Eta = eta,
+                Analytic = analytic,
+                Order = r.GetValue(_order),
+                Guidance = r.GetValue(_guidance),
+                Label = r.GetValue(_label),
+            };
         }
     }
 

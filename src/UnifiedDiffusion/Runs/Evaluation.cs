@@ -8,19 +8,6 @@ using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Runs;
 
-/// <summary>Sample-quality metrics of one sampler on one data set.</summary>
-/// <param name="Data">The data set's name.</param>
-/// <param name="Sampler">The sampler's CLI name.</param>
-/// <param name="Steps">Reverse steps (network evaluations).</param>
-/// <param name="Eta">η used by DDIM.</param>
-/// <param name="Count">Number of samples.</param>
-/// <param name="SlicedW2">Sliced Wasserstein-2 to fresh data of the same count.</param>
-/// <param name="LogDensity">Mean log-density of the samples under the true mixture (mixtures only).</param>
-/// <param name="Seconds">Wall time of sampling.</param>
-/// <param name="NllBitsPerDim">Negative ELBO of held-out data along the same grid, in bits per dimension (when asked for).</param>
-public sealed record SampleQuality(string Data, string Sampler, int Steps, double Eta, int Count, double SlicedW2, double? LogDensity, double Seconds,
-    double? NllBitsPerDim = null);
-
 /// <summary>Evaluates Gaussian samplers against the data, with a trained model or an exact oracle.</summary>
 public static class Evaluation
 {
@@ -61,15 +48,18 @@ public static class Evaluation
         return terms.BitsPerDim;
     }
 
-    /// <summary>Samples from a trained run and measures the result.</summary>
-    public static SampleQuality Evaluate(Experiment experiment, GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
+    /// <summary>The common result of a Gaussian sampler's samples: sliced W2 and, for mixtures, the log-density.</summary>
+    internal static EvaluationResult Result(Tensor samples, IDataSource data, GaussianSamplerSpec spec, long seed, double seconds)
     {
-        var clock = Stopwatch.StartNew();
-        using var samples = experiment.Sample(spec, count, seed, options);
-        double seconds = clock.Elapsed.TotalSeconds;
-        var (w2, logDensity) = Measure(samples, experiment.Data, seed);
-        return new SampleQuality(experiment.Data.Name, spec.Name, spec.Steps, spec.Eta, count, w2, logDensity, seconds);
+        var (w2, logDensity) = Measure(samples, data, seed);
+        var metrics = new Dictionary<string, double> { ["sliced_w2"] = w2 };
+        if (logDensity is { } l) metrics["log_density"] = l;
+        return new EvaluationResult(data.Name, "gaussian", DisplayName(spec), spec.Steps, (int)samples.shape[0], seconds, metrics);
     }
+
+    /// <summary>The sampler's name with η when it is not the default.</summary>
+    public static string DisplayName(GaussianSamplerSpec spec) =>
+        spec.Eta != 0 && spec.Kind is GaussianSamplerKind.Ddim or GaussianSamplerKind.AnalyticDdim ? FormattableString.Invariant($"{spec.Name} η={spec.Eta:0.##}") : spec.Name;
 
     /// <summary>
     /// The same measurement with the exact denoiser of a Gaussian-mixture data set in place of a
@@ -106,14 +96,12 @@ public static class Evaluation
         }
 
         /// <summary>Samples with the exact denoiser and measures them.</summary>
-        public SampleQuality Evaluate(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
+        public EvaluationResult Evaluate(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
         {
             if (spec.NeedsGamma) Gamma(GaussianSampling.Grid(spec, Process.Steps));
             var clock = Stopwatch.StartNew();
             using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed), options: options);
-            double seconds = clock.Elapsed.TotalSeconds;
-            var (w2, logDensity) = Measure(samples, Mixture, seed);
-            return new SampleQuality(Mixture.Name, spec.Name, spec.Steps, spec.Eta, count, w2, logDensity, seconds);
+            return Result(samples, Mixture, spec, seed, clock.Elapsed.TotalSeconds);
         }
     }
 }

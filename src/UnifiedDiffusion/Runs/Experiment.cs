@@ -15,30 +15,34 @@ namespace UnifiedDiffusion.Runs;
 public sealed class Experiment
 {
     private static readonly Lock InitLock = new();
-    private GammaTable? _gamma;
 
     private Experiment(ExperimentConfig config)
     {
-        if (config.Family.ToLowerInvariant() != "gaussian")
-            throw new UdmException($"family \"{config.Family}\" is not available; this version trains \"gaussian\".");
         Config = config;
         Device = ParseDevice(config.Device);
         Data = ToyData.Create(config.Data);
-        Process = new GaussianProcess(NoiseSchedule.Create(config.Schedule));
-        if (Data.SampleShape.Length != 1) throw new UdmException($"data set {Data.Name} is not flat; the MLP denoiser needs vectors.");
-        int dimension = (int)Data.SampleShape[0];
         lock (InitLock)
         {
             // Network initialisation draws from the global generator; seed it so a seed fixes the whole run.
             torch.manual_seed(config.Training.Seed);
-            Network = new MlpDenoiser(dimension, config.Network);
-            EmaNetwork = new MlpDenoiser(dimension, config.Network);
+            Model = CreateFamily(config, Data, Device);
         }
-        Network.to(Device);
-        EmaNetwork.to(Device);
-        EmaNetwork.eval();
-        TrainingModel = new GaussianPosteriorModel(Process, Network, config.Prediction, config.ClipSample);
-        Model = new GaussianPosteriorModel(Process, EmaNetwork, config.Prediction, config.ClipSample);
+        Model.Network.to(Device);
+        Model.EmaNetwork.to(Device);
+        Model.EmaNetwork.eval();
+    }
+
+    private static FamilyModel CreateFamily(ExperimentConfig config, IDataSource data, Device device)
+    {
+        switch (config.Family.ToLowerInvariant())
+        {
+            case "gaussian":
+                if (data.SampleShape.Length != 1) throw new UdmException($"data set {data.Name} is not flat; the MLP denoiser needs vectors.");
+                int dimension = (int)data.SampleShape[0];
+                return new GaussianFamilyModel(config, data, new MlpDenoiser(dimension, config.Network), new MlpDenoiser(dimension, config.Network), device);
+            default:
+                throw new UdmException($"family \"{config.Family}\" is not available; use gaussian.");
+        }
     }
 
     /// <summary>The configuration.</summary>
@@ -50,20 +54,15 @@ public sealed class Experiment
     /// <summary>The training data.</summary>
     public IDataSource Data { get; }
 
+    /// <summary>The family-specific half of the run: process, networks, samplers and metrics.</summary>
+    public FamilyModel Model { get; }
+
+    /// <summary>The Gaussian family's model; a one-line error for runs of another family.</summary>
+    public GaussianFamilyModel Gaussian => Model as GaussianFamilyModel
+        ?? throw new UdmException($"this run is a {Model.Family} model; the operation needs a gaussian one.");
+
     /// <summary>The forward process.</summary>
-    public GaussianProcess Process { get; }
-
-    /// <summary>The network being trained.</summary>
-    public MlpDenoiser Network { get; }
-
-    /// <summary>The EMA copy of the network, used for sampling.</summary>
-    public MlpDenoiser EmaNetwork { get; }
-
-    /// <summary>The posterior model over the trained network (used by the loss).</summary>
-    public GaussianPosteriorModel TrainingModel { get; }
-
-    /// <summary>The posterior model over the EMA weights (used for sampling and evaluation).</summary>
-    public GaussianPosteriorModel Model { get; }
+    public IForwardProcess Process => Model.Process;
 
     /// <summary>The run folder, once trained or loaded.</summary>
     public string? RunDirectory { get; private set; }
@@ -102,10 +101,11 @@ public sealed class Experiment
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
-        Trainer.LoadWeights(experiment.Network, state.Model, "model");
-        Trainer.LoadWeights(experiment.EmaNetwork, state.Ema, "EMA");
+        Trainer.LoadWeights(experiment.Model.Network, state.Model, "model");
+        Trainer.LoadWeights(experiment.Model.EmaNetwork, state.Ema, "EMA");
         experiment.RunDirectory = runDir;
         experiment.Step = state.Step;
+        experiment.Model.WeightsChanged(runDir, state.Step);
         return experiment;
     }
 
@@ -131,36 +131,22 @@ public sealed class Experiment
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
         RunDirectory = runDir;
         Step = trainer.Step;
-        _gamma = null;
+        Model.WeightsChanged(runDir, Step);
         return outcome;
     }
 
     /// <summary>A trainer for this run's network and loss with the given optimisation settings (no files written).</summary>
     public Trainer CreateTrainer(TrainingOptions options) =>
-        new(Network, EmaNetwork, (x0, g) => DenoisingObjective.Loss(Process, TrainingModel, x0, g), Data, options, Config.ModelIdentity(), Device);
+        new(Model.Network, Model.EmaNetwork, Model.Loss, Data, options, Config.ModelIdentity(), Device);
 
-    /// <summary>
-    /// The Γ table for Analytic-DPM, covering <paramref name="levels"/>: estimated by Monte Carlo
-    /// over the training data (with the EMA model) where missing, and stored in the run folder.
-    /// </summary>
-    public GammaTable Gamma(IEnumerable<int> levels, int samplesPerLevel = 2000)
-    {
-        var needed = levels.Where(t => t > 0).ToArray();
-        if (_gamma is null && RunDirectory is not null)
-            _gamma = GammaTable.Load(Path.Combine(RunDirectory, Files.Gamma), Process.Steps, Step);
-        _gamma ??= new GammaTable(Process.Steps);
-        // A fixed seed: the table is a property of the model, not of the sampling seed.
-        if (_gamma.EstimateMissing(Model, Process, Data, needed, samplesPerLevel, seed: 12345, Device) && RunDirectory is not null)
-            _gamma.Save(Path.Combine(RunDirectory, Files.Gamma), Step);
-        return _gamma;
-    }
+    /// <summary>Γ for Analytic-DPM (Gaussian runs); see <see cref="GaussianFamilyModel.Gamma"/>.</summary>
+    public GammaTable Gamma(IEnumerable<int> levels, int samplesPerLevel = 2000) => Gaussian.Gamma(levels, samplesPerLevel);
 
-    /// <summary>Draws <paramref name="count"/> samples with the given sampler.</summary>
-    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
-    {
-        var gamma = spec.NeedsGamma ? Gamma(GaussianSampling.Grid(spec, Process.Steps)) : null;
-        return GaussianSampling.Sample(Process, Model, gamma, spec, count, Data.SampleShape, new Generator((ulong)seed, Device), Device, options);
-    }
+    /// <summary>Draws <paramref name="count"/> samples with a Gaussian sampler (Gaussian runs).</summary>
+    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) => Gaussian.Sample(spec, count, seed, options);
+
+    /// <summary>Draws <paramref name="count"/> samples with any sampler of the run's family.</summary>
+    public Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null) => Model.Sample(request, count, seed, options);
 
     private static void WriteLossFiles(string runDir, IReadOnlyList<float> losses)
     {
