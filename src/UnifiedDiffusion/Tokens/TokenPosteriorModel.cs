@@ -147,7 +147,7 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
         return new CategoricalPosterior(_probabilities);
     }
 
-    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.device == b.device && a.eq(b).all().item<bool>();
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.device_type == b.device_type && a.eq(b).all().item<bool>();
 
     /// <summary>Frees the cached tensors.</summary>
     public void Dispose()
