@@ -1,0 +1,282 @@
+using System.Text.Json.Serialization;
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Cold;
+
+/// <summary>
+/// A deterministic image degradation D_t for levels t = 0..<see cref="Steps"/>, with D_0 the
+/// identity. Levels are per sample, so a batch can hold images at different levels.
+/// </summary>
+public abstract class Degradation
+{
+    /// <summary>Creates a degradation with <paramref name="steps"/> levels above 0.</summary>
+    protected Degradation(int steps)
+    {
+        if (steps < 1) throw new UdmException($"a degradation needs at least 1 step, got {steps}.");
+        Steps = steps;
+    }
+
+    /// <summary>The number of levels T; valid levels are 0..T.</summary>
+    public int Steps { get; }
+
+    /// <summary>D_t(x_0) for images [B, C, H, W] and per-sample levels t (int64 [B]).</summary>
+    public Tensor Apply(Tensor x0, Tensor t)
+    {
+        if (x0.dim() != 4) throw new ArgumentException($"degradations take images [B, C, H, W], got [{string.Join(", ", x0.shape)}].", nameof(x0));
+        if (t.dim() != 1 || t.shape[0] != x0.shape[0])
+            throw new ArgumentException($"levels must have shape [{x0.shape[0]}], got [{string.Join(", ", t.shape)}].", nameof(t));
+        using var scope = torch.NewDisposeScope();
+        var levels = t.to(ScalarType.Int64, x0.device);
+        long low = levels.min().item<long>(), high = levels.max().item<long>();
+        if (low < 0 || high > Steps) throw new ArgumentOutOfRangeException(nameof(t), $"levels {low}..{high} are outside 0..{Steps}.");
+        var result = high == 0 ? x0.clone() : ApplyLevels(x0, levels, (int)high);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>D_t(x_0) with one level for the whole batch.</summary>
+    public Tensor Apply(Tensor x0, int t) => Apply(x0, ForwardProcessExtensions.Levels(t, x0.shape[0], x0.device));
+
+    /// <summary>
+    /// Redraws any random choice of the degradation (e.g. the centres of a random-centre mask)
+    /// from <paramref name="generator"/>; until the next call, D_t is a fixed function of the
+    /// image and its batch position. Deterministic degradations ignore it and draw nothing.
+    /// </summary>
+    public virtual void Resample(Generator? generator) { }
+
+    /// <summary>Per-sample D_t for levels in 0..<paramref name="maxLevel"/> (at least one positive).</summary>
+    protected abstract Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel);
+
+    /// <summary>Level weights broadcastable to images: t [B] → [B, 1, 1, 1] as <paramref name="like"/>'s dtype.</summary>
+    protected static Tensor PerImage(Tensor t, Tensor like) => t.to(like.dtype).reshape(-1, 1, 1, 1);
+}
+
+/// <summary>How the blur of step i grows with i (as the Cold Diffusion reference code's blur routines).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<BlurRoutine>))]
+public enum BlurRoutine
+{
+    /// <summary>Step i (1-based) blurs with std·i.</summary>
+    Incremental,
+    /// <summary>Every step blurs with the same std.</summary>
+    Constant,
+    /// <summary>Step i (1-based) blurs with exp(std·(i − 1)).</summary>
+    Exponential,
+}
+
+/// <summary>How the blur treats the image border.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<BlurPadding>))]
+public enum BlurPadding
+{
+    /// <summary>Mirror the image at the border (no repeated edge pixel).</summary>
+    Reflect,
+    /// <summary>Wrap around (the reference code's default): blur keeps the image mean exactly.</summary>
+    Circular,
+}
+
+/// <summary>
+/// Gaussian blur: D_t applies t successive depthwise Gaussian blurs of size
+/// <c>kernelSize</c>, the i-th with the standard deviation that <see cref="BlurRoutine"/> gives.
+/// Kernels are normalised, so every output pixel is a convex combination of input pixels.
+/// </summary>
+public sealed class BlurDegradation : Degradation
+{
+    private readonly Tensor _kernels; // [T, k] float64 1-D kernels, CPU
+    private readonly int _kernelSize;
+
+    /// <summary>A blur of <paramref name="steps"/> levels.</summary>
+    public BlurDegradation(int steps, int kernelSize = 11, double std = 7.0, BlurRoutine routine = BlurRoutine.Constant,
+        BlurPadding padding = BlurPadding.Circular) : base(steps)
+    {
+        if (kernelSize < 1 || kernelSize % 2 == 0) throw new UdmException($"the blur kernel size must be odd and positive, got {kernelSize}.");
+        if (!(std > 0) || !double.IsFinite(std)) throw new UdmException($"the blur std must be positive, got {std}.");
+        _kernelSize = kernelSize;
+        KernelStd = std;
+        Routine = routine;
+        Padding = padding;
+        var values = new double[steps * kernelSize];
+        for (int i = 1; i <= steps; i++)
+        {
+            double s = StdAt(i);
+            double total = 0;
+            for (int j = 0; j < kernelSize; j++)
+            {
+                double x = j - (kernelSize - 1) / 2.0;
+                values[(i - 1) * kernelSize + j] = Math.Exp(-x * x / (2 * s * s));
+                total += values[(i - 1) * kernelSize + j];
+            }
+            for (int j = 0; j < kernelSize; j++) values[(i - 1) * kernelSize + j] /= total;
+        }
+        _kernels = torch.tensor(values, [steps, kernelSize], dtype: ScalarType.Float64);
+    }
+
+    /// <summary>The std parameter of the routine.</summary>
+    public double KernelStd { get; }
+
+    /// <summary>How the blur grows with the step.</summary>
+    public BlurRoutine Routine { get; }
+
+    /// <summary>The border treatment.</summary>
+    public BlurPadding Padding { get; }
+
+    /// <summary>The standard deviation of the blur applied at step <paramref name="i"/> (1-based).</summary>
+    public double StdAt(int i) => Routine switch
+    {
+        BlurRoutine.Incremental => KernelStd * i,
+        BlurRoutine.Constant => KernelStd,
+        BlurRoutine.Exponential => Math.Exp(KernelStd * (i - 1)),
+        _ => throw new ArgumentOutOfRangeException(nameof(Routine)),
+    };
+
+    /// <inheritdoc />
+    protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
+    {
+        int pad = _kernelSize / 2;
+        if (Padding == BlurPadding.Reflect && (pad >= x0.shape[2] || pad >= x0.shape[3]))
+            throw new UdmException($"a reflect-padded blur of size {_kernelSize} needs images larger than {pad} pixels; use a smaller kernel or circular padding.");
+        long channels = x0.shape[1];
+        var kernels = _kernels.to(x0.dtype, x0.device);
+        var mode = Padding == BlurPadding.Reflect ? PaddingModes.Reflect : PaddingModes.Circular;
+        var x = x0;
+        for (int i = 1; i <= maxLevel; i++)
+        {
+            var k = kernels[i - 1];
+            var vertical = k.reshape(1, 1, _kernelSize, 1).expand(channels, 1, _kernelSize, 1);
+            var horizontal = k.reshape(1, 1, 1, _kernelSize).expand(channels, 1, 1, _kernelSize);
+            var padded = nn.functional.pad(x, [pad, pad, pad, pad], mode);
+            var blurred = nn.functional.conv2d(nn.functional.conv2d(padded, vertical, groups: channels), horizontal, groups: channels);
+            x = torch.where((t >= i).reshape(-1, 1, 1, 1), blurred, x);
+        }
+        return x;
+    }
+}
+
+/// <summary>
+/// Gaussian masking (the reference code's "defading"): D_t(x) = x·∏_{i≤t} m_i with
+/// m_i = 1 − exp(−d²/(2 s_i²)), d the distance to the mask centre in pixels and
+/// s_i = kernelStd·(i − 1 + initialMask) pixels. The hole at the centre grows with t. With a random
+/// centre, each batch position b has its own centre, a fixed function of (<see cref="CentreSeed"/>, b),
+/// so D_t and D_s of one trajectory share the centre; <see cref="Resample"/> draws a new seed.
+/// </summary>
+public sealed class GaussianMaskDegradation : Degradation
+{
+    /// <summary>A mask of <paramref name="steps"/> levels.</summary>
+    public GaussianMaskDegradation(int steps, double kernelStd = 0.1, bool randomCentre = false, double initialMask = 11, long centreSeed = 0)
+        : base(steps)
+    {
+        if (!(kernelStd > 0) || !double.IsFinite(kernelStd)) throw new UdmException($"the mask std must be positive, got {kernelStd}.");
+        if (!(initialMask >= 0) || !double.IsFinite(initialMask)) throw new UdmException($"the initial mask size must be 0 or more, got {initialMask}.");
+        KernelStd = kernelStd;
+        RandomCentre = randomCentre;
+        InitialMask = initialMask;
+        CentreSeed = centreSeed;
+    }
+
+    /// <summary>Growth of the mask std per step, in pixels.</summary>
+    public double KernelStd { get; }
+
+    /// <summary>The mask std at step 1 is KernelStd·InitialMask pixels.</summary>
+    public double InitialMask { get; }
+
+    /// <summary>True when every batch position has its own centre.</summary>
+    public bool RandomCentre { get; }
+
+    /// <summary>The seed that fixes the per-position centres (used only with a random centre).</summary>
+    public long CentreSeed { get; private set; }
+
+    /// <summary>The mask std of step <paramref name="i"/> (1-based), in pixels.</summary>
+    public double StdAt(int i) => KernelStd * (i - 1 + InitialMask);
+
+    /// <inheritdoc />
+    public override void Resample(Generator? generator)
+    {
+        if (!RandomCentre) return;
+        using var draw = torch.randint(0, int.MaxValue, [1], dtype: ScalarType.Int64, generator: generator);
+        CentreSeed = draw.item<long>();
+    }
+
+    /// <summary>Mask centres (row, column) in pixels for a batch of <paramref name="batch"/> images of size H×W.</summary>
+    public (double Row, double Column)[] Centres(long batch, long height, long width)
+    {
+        var centres = new (double, double)[batch];
+        for (long b = 0; b < batch; b++)
+        {
+            if (!RandomCentre)
+            {
+                centres[b] = ((height - 1) / 2.0, (width - 1) / 2.0);
+                continue;
+            }
+            ulong h1 = SplitMix((ulong)CentreSeed ^ SplitMix((ulong)b * 2 + 1));
+            ulong h2 = SplitMix(h1 ^ 0x9E3779B97F4A7C15UL);
+            centres[b] = ((double)(h1 % (ulong)height), (double)(h2 % (ulong)width));
+        }
+        return centres;
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
+    {
+        long batch = x0.shape[0], height = x0.shape[2], width = x0.shape[3];
+        var centres = Centres(batch, height, width);
+        var rows = torch.tensor(centres.Select(c => c.Row).ToArray(), dtype: ScalarType.Float64, device: x0.device).reshape(-1, 1, 1);
+        var columns = torch.tensor(centres.Select(c => c.Column).ToArray(), dtype: ScalarType.Float64, device: x0.device).reshape(-1, 1, 1);
+        var y = torch.arange(height, dtype: ScalarType.Float64, device: x0.device).reshape(1, -1, 1);
+        var x = torch.arange(width, dtype: ScalarType.Float64, device: x0.device).reshape(1, 1, -1);
+        var squared = (y - rows).square() + (x - columns).square(); // [B, H, W]
+        var mask = torch.ones_like(squared);
+        for (int i = 1; i <= maxLevel; i++)
+        {
+            double s = StdAt(i);
+            var step = s > 0 ? 1 - torch.exp(squared * (-1.0 / (2 * s * s))) : (squared > 0).to(ScalarType.Float64);
+            mask = torch.where((t >= i).reshape(-1, 1, 1), mask * step, mask);
+        }
+        return x0 * mask.unsqueeze(1).to(x0.dtype);
+    }
+
+    private static ulong SplitMix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}
+
+/// <summary>
+/// Resolution loss: level t averages blocks of 2^t × 2^t pixels (adaptive average pooling to
+/// ⌈H/2^t⌉ × ⌈W/2^t⌉) and upsamples back by nearest neighbour. Once 2^t covers the image, the
+/// result is the per-channel mean.
+/// </summary>
+public sealed class SuperResolutionDegradation(int steps) : Degradation(steps)
+{
+    /// <inheritdoc />
+    protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
+    {
+        long height = x0.shape[2], width = x0.shape[3];
+        var result = x0;
+        for (int level = 1; level <= maxLevel; level++)
+        {
+            double factor = Math.Pow(2, level);
+            long h = Math.Max(1, (long)Math.Ceiling(height / factor)), w = Math.Max(1, (long)Math.Ceiling(width / factor));
+            var pooled = nn.functional.adaptive_avg_pool2d(x0, [h, w]);
+            var restored = nn.functional.interpolate(pooled, size: [height, width], mode: InterpolationMode.Nearest);
+            result = torch.where((t == level).reshape(-1, 1, 1, 1), restored, result);
+        }
+        return result;
+    }
+}
+
+/// <summary>
+/// Fading: D_t(x) = (1 − t/T)·x + (t/T)·mean(x), the mean taken per image and per channel over
+/// the pixels. At T every image is a constant image of its mean colour.
+/// </summary>
+public sealed class FadeDegradation(int steps) : Degradation(steps)
+{
+    /// <inheritdoc />
+    protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
+    {
+        var weight = PerImage(t, x0) / Steps;
+        var mean = x0.mean([2, 3], keepdim: true);
+        return x0 * (1 - weight) + mean * weight;
+    }
+}

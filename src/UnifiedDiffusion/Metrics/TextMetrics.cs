@@ -1,0 +1,249 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Tokens;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Metrics;
+
+/// <summary>
+/// A character n-gram language model with interpolated Kneser–Ney smoothing (Chen &amp; Goodman):
+/// P_k(w | h) = max(c_k(h, w) − D_k, 0)/c_k(h) + D_k N₁₊(h •)/c_k(h) · P_{k−1}(w | h'), where c_n
+/// are raw counts and c_k (k &lt; n) continuation counts N₁₊(• h w); P_0 is uniform over the
+/// training characters plus end-of-string and unknown. One discount per order,
+/// D_k = n₁/(n₁ + 2n₂) from that order's count-of-counts. Each string is padded with n − 1
+/// begin symbols and one end symbol, which is predicted too. A context never seen backs off fully.
+/// </summary>
+public sealed class NGramModel
+{
+    private const int Begin = -1, End = -2, Unknown = -3;
+    private readonly Dictionary<string, int> _symbols = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Context>[] _orders; // index k − 1: contexts of length k − 1
+    private readonly double[] _discounts;
+    private readonly int _vocabularySize;
+
+    private sealed class Context
+    {
+        public Dictionary<int, int> Counts { get; } = [];
+        public int Total { get; set; }
+    }
+
+    /// <summary>Trains an <paramref name="order"/>-gram model on <paramref name="training"/>.</summary>
+    public NGramModel(IEnumerable<string> training, int order = 3)
+    {
+        if (order < 1) throw new UdmException($"an n-gram order of {order} is invalid; use 1 or more.");
+        Order = order;
+        var sequences = training.Select(s => Encode(s, grow: true)).ToList();
+        if (sequences.Count == 0) throw new UdmException("the n-gram model needs at least one training string.");
+        _vocabularySize = _symbols.Count + 2; // + end, unknown
+        _orders = [.. Enumerable.Range(0, order).Select(_ => new Dictionary<string, Context>(StringComparer.Ordinal))];
+        var predecessors = new HashSet<string>[order]; // distinct (a, g) for continuation counts of order k
+        for (int k = 0; k < order; k++) predecessors[k] = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var seq in sequences)
+            for (int j = order - 1; j < seq.Length; j++)
+            {
+                Add(order, seq, j, 1);
+                for (int k = 1; k < order; k++)
+                    if (predecessors[k - 1].Add(Key(seq, j - k, k + 1))) Add(k, seq, j, 1);
+            }
+        _discounts = new double[order];
+        for (int k = 1; k <= order; k++)
+        {
+            var all = _orders[k - 1].Values.SelectMany(c => c.Counts.Values).ToList();
+            double n1 = all.Count(c => c == 1), n2 = all.Count(c => c == 2);
+            _discounts[k - 1] = n1 + n2 == 0 ? 0.75 : Math.Clamp(n1 / (n1 + 2 * n2), 0.05, 0.95);
+        }
+    }
+
+    /// <summary>n.</summary>
+    public int Order { get; }
+
+    private void Add(int k, int[] seq, int j, int amount)
+    {
+        var key = Key(seq, j - k + 1, k - 1);
+        var orderTable = _orders[k - 1];
+        if (!orderTable.TryGetValue(key, out var context)) orderTable[key] = context = new Context();
+        context.Counts[seq[j]] = context.Counts.GetValueOrDefault(seq[j]) + amount;
+        context.Total += amount;
+    }
+
+    private static string Key(int[] seq, int start, int count) => string.Join(',', seq.AsSpan(start, count).ToArray());
+
+    private int[] Encode(string text, bool grow)
+    {
+        var result = new List<int>(Enumerable.Repeat(Begin, Order - 1));
+        foreach (var rune in text.EnumerateRunes())
+        {
+            var s = rune.ToString();
+            if (!_symbols.TryGetValue(s, out int id))
+            {
+                if (grow) _symbols[s] = id = _symbols.Count;
+                else id = Unknown;
+            }
+            result.Add(id);
+        }
+        result.Add(End);
+        return [.. result];
+    }
+
+    private double Probability(int[] seq, int j, int k)
+    {
+        double lower = k == 1 ? 1.0 / _vocabularySize : Probability(seq, j, k - 1);
+        if (!_orders[k - 1].TryGetValue(Key(seq, j - k + 1, k - 1), out var context)) return lower;
+        double d = _discounts[k - 1];
+        return (Math.Max(context.Counts.GetValueOrDefault(seq[j]) - d, 0) + d * context.Counts.Count * lower) / context.Total;
+    }
+
+    /// <summary>The natural log-probability of one string (its characters and the end symbol).</summary>
+    public double LogProbability(string text)
+    {
+        var seq = Encode(text, grow: false);
+        double sum = 0;
+        for (int j = Order - 1; j < seq.Length; j++) sum += Math.Log(Probability(seq, j, Order));
+        return sum;
+    }
+
+    /// <summary>exp of the mean negative log-probability per predicted symbol (characters and end symbols).</summary>
+    public double Perplexity(IEnumerable<string> texts)
+    {
+        double nll = 0;
+        long count = 0;
+        foreach (var text in texts)
+        {
+            nll -= LogProbability(text);
+            count += text.EnumerateRunes().Count() + 1;
+        }
+        if (count == 0) throw new UdmException("perplexity needs at least one string.");
+        return Math.Exp(nll / count);
+    }
+}
+
+/// <summary>Simple statistics of generated text.</summary>
+public static class TextStatistics
+{
+    /// <summary>Distinct-n: distinct character n-grams / all n-grams, within each string (0 if there are none).</summary>
+    public static double Distinct(IEnumerable<string> texts, int n)
+    {
+        if (n < 1) throw new UdmException($"distinct-n needs n ≥ 1, got {n}.");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long total = 0;
+        foreach (var text in texts)
+        {
+            var characters = Vocabulary.Characters(text);
+            for (int i = 0; i + n <= characters.Length; i++)
+            {
+                seen.Add(string.Concat(characters.AsSpan(i, n).ToArray()));
+                total++;
+            }
+        }
+        return total == 0 ? 0 : (double)seen.Count / total;
+    }
+
+    /// <summary>The fraction of samples that appear verbatim in the training set.</summary>
+    public static double CopyRate(IEnumerable<string> samples, IEnumerable<string> training)
+    {
+        var set = training as IReadOnlySet<string> ?? new HashSet<string>(training, StringComparer.Ordinal);
+        int copied = 0, count = 0;
+        foreach (var s in samples)
+        {
+            count++;
+            if (set.Contains(s)) copied++;
+        }
+        return count == 0 ? 0 : (double)copied / count;
+    }
+}
+
+/// <summary>A likelihood bound: nats per sequence and bits per token (position).</summary>
+/// <param name="NatsPerSequence">−ELBO in nats per sequence.</param>
+/// <param name="BitsPerToken">−ELBO / (L ln 2).</param>
+public readonly record struct TokenBound(double NatsPerSequence, double BitsPerToken);
+
+/// <summary>Negative ELBOs of the token models on held-out sequences.</summary>
+public static class TokenElbo
+{
+    /// <summary>
+    /// Mask model: −log p(x_0) ≤ Σ_{t=1..l} E[(1/t) Σ_{i masked} −log q(x_0,i | x_t)] (derivation in
+    /// <see cref="TokenPosteriorModel.Loss"/>). The sum over t is exact; the expectation over the
+    /// masked set is Monte Carlo with <paramref name="masksPerLevel"/> draws per level and sequence
+    /// from a generator seeded with <paramref name="seed"/>. Runs the network in eval mode.
+    /// </summary>
+    public static TokenBound Mask(TokenPosteriorModel model, MaskProcess process, Tensor data, int masksPerLevel = 1, ulong seed = 0, int batchSize = 256) =>
+        Evaluate(model, data, batchSize, (x0, generator) =>
+        {
+            var total = torch.zeros(x0.shape[0], dtype: ScalarType.Float64);
+            for (int r = 0; r < masksPerLevel; r++)
+                for (int t = 1; t <= process.Length; t++)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var levels = ForwardProcessExtensions.Levels(t, x0.shape[0], x0.device);
+                    var xt = process.Corrupt(x0, levels, process.SampleNoise(x0, generator));
+                    var nll = -model.Logits(xt, levels).log_softmax(2).gather(2, x0.unsqueeze(2)).squeeze(2).to(ScalarType.Float64);
+                    total.add_((nll * xt.eq(process.MaskId)).sum(1) / (t * (double)masksPerLevel));
+                }
+            return total;
+        }, seed, process.Length);
+
+    /// <summary>
+    /// Edit model, through the improved kernel with one position per step as the reverse chain:
+    /// p_θ(x_{t−1} | x_t) = q_i(x_0,i | x_t) / Σ_j w_j(x_t) when x_{t−1} reverts position i
+    /// (w_j = 1 − q_j(x_t,j | x_t)), prior uniform over the R regular tokens per position, and the
+    /// forward path probability q(x_{1:l} | x_0) = 1/(l! (R − 1)^l). Hence
+    /// −log p(x_0) ≤ l log R − log l! − l log(R − 1) + Σ_{t=1..l} E[−log q_i(x_0,i | x_t) + log Σ_j w_j(x_t)],
+    /// with one forward path per sequence and repeat (Monte Carlo). The sequences must hold regular tokens only.
+    /// </summary>
+    public static TokenBound Edit(TokenPosteriorModel model, EditProcess process, Tensor data, int pathsPerSequence = 1, ulong seed = 0, int batchSize = 256)
+    {
+        if (data.lt(process.FirstRegularToken).any().item<bool>())
+            throw new UdmException("the edit bound needs sequences of regular tokens only; data padded with [PAD] (names) is not supported.");
+        int l = process.Length;
+        long r = process.RegularCount;
+        double logFactorial = Enumerable.Range(1, l).Sum(i => Math.Log(i));
+        double constant = l * Math.Log(r) - logFactorial - l * Math.Log(r - 1);
+        return Evaluate(model, data, batchSize, (x0, generator) =>
+        {
+            var total = torch.full(x0.shape[0], constant, dtype: ScalarType.Float64);
+            for (int p = 0; p < pathsPerSequence; p++)
+            {
+                using var pathScope = torch.NewDisposeScope();
+                var noise = process.SampleNoise(x0, generator);
+                var ranks = noise[.., .., 0].sort(dim: 1, stable: true).Indices.sort(dim: 1, stable: true).Indices;
+                for (int t = 1; t <= l; t++)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var levels = ForwardProcessExtensions.Levels(t, x0.shape[0], x0.device);
+                    var xt = process.Corrupt(x0, levels, noise);
+                    var q = model.Logits(xt, levels).softmax(2).to(ScalarType.Float64);
+                    var wrong = (1 - q.gather(2, xt.unsqueeze(2)).squeeze(2)).sum(1);
+                    var reverted = ranks.eq(t - 1);
+                    var right = (q.gather(2, x0.unsqueeze(2)).squeeze(2) * reverted).sum(1);
+                    total.add_((wrong.clamp_min(1e-300).log() - right.clamp_min(1e-300).log()) / pathsPerSequence);
+                }
+            }
+            return total;
+        }, seed, l);
+    }
+
+    private static TokenBound Evaluate(TokenPosteriorModel model, Tensor data, int batchSize, Func<Tensor, Generator, Tensor> perSequence, ulong seed, int length)
+    {
+        if (data.shape[0] == 0) throw new UdmException("the likelihood needs at least one held-out sequence.");
+        bool training = model.Network.training;
+        model.Network.eval();
+        try
+        {
+            using var noGrad = torch.no_grad();
+            var generator = new Generator(seed);
+            double sum = 0;
+            for (long start = 0; start < data.shape[0]; start += batchSize)
+            {
+                using var scope = torch.NewDisposeScope();
+                var x0 = data.narrow(0, start, Math.Min(batchSize, data.shape[0] - start));
+                sum += perSequence(x0, generator).sum().item<double>();
+            }
+            double nats = sum / data.shape[0];
+            return new TokenBound(nats, nats / (length * Math.Log(2)));
+        }
+        finally
+        {
+            if (training) model.Network.train();
+        }
+    }
+}

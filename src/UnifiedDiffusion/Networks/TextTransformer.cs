@@ -1,0 +1,123 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using UnifiedDiffusion.Core;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Networks;
+
+/// <summary>Sizes of the text Transformer.</summary>
+/// <param name="Dimension">Model width d (a multiple of <paramref name="Heads"/>).</param>
+/// <param name="Layers">Number of encoder blocks.</param>
+/// <param name="Heads">Attention heads.</param>
+/// <param name="FeedForward">Hidden width of each block's MLP.</param>
+/// <param name="Dropout">Dropout after attention and MLP, in training only.</param>
+public sealed record TransformerConfig(int Dimension = 256, int Layers = 4, int Heads = 4, int FeedForward = 1024, double Dropout = 0.1)
+{
+    /// <summary>Throws a one-line <see cref="UdmException"/> for sizes no network can have.</summary>
+    public void Validate()
+    {
+        if (Dimension < 1 || Heads < 1 || Dimension % Heads != 0)
+            throw new UdmException($"the Transformer width {Dimension} must be a positive multiple of its {Heads} heads; change --dim or --heads.");
+        if (Layers < 1 || FeedForward < 1) throw new UdmException($"the Transformer needs at least 1 layer and a positive MLP width (got {Layers}, {FeedForward}).");
+        if (Dropout < 0 || Dropout >= 1) throw new UdmException($"dropout must lie in [0, 1), got {Dropout}.");
+    }
+}
+
+/// <summary>
+/// A bidirectional pre-LN Transformer encoder for token denoising: (tokens int64 [B, L], level
+/// int64 [B]) → logits [B, L, V]. Input: token embedding + learned position embedding + a learned
+/// embedding of the level (0..levels), then blocks x += Attn(LN(x)); x += MLP(LN(x)), a final
+/// LayerNorm and an output projection. Attention is written out (softmax(QKᵀ/√d_h)V), which is
+/// fast on CPU at L ≤ 32.
+/// </summary>
+public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly Embedding _tokens;
+    private readonly Embedding _positions;
+    private readonly Embedding _levels;
+    private readonly ModuleList<TransformerBlock> _blocks;
+    private readonly LayerNorm _final;
+    private readonly Linear _output;
+    private readonly int _length;
+    private readonly int _maxLevel;
+
+    /// <summary>Creates the network for sequences of <paramref name="length"/> tokens over <paramref name="vocabSize"/> tokens and levels 0..<paramref name="levels"/>.</summary>
+    public TextTransformer(int vocabSize, int length, TransformerConfig config, int levels) : base(nameof(TextTransformer))
+    {
+        config.Validate();
+        _length = length;
+        _maxLevel = levels;
+        _tokens = nn.Embedding(vocabSize, config.Dimension);
+        _positions = nn.Embedding(length, config.Dimension);
+        _levels = nn.Embedding(levels + 1, config.Dimension);
+        _blocks = new ModuleList<TransformerBlock>([.. Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config))]);
+        _final = Norm(config.Dimension);
+        _output = nn.Linear(config.Dimension, vocabSize);
+        using (torch.no_grad())
+        {
+            foreach (var embedding in new[] { _tokens, _positions, _levels }) nn.init.normal_(embedding.weight!, 0, 0.02);
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>LayerNorm with explicit ones/zeros affine parameters (see <see cref="Layers.GroupNorm"/>).</summary>
+    internal static LayerNorm Norm(long width)
+    {
+        var norm = nn.LayerNorm(width);
+        using (torch.no_grad())
+        {
+            nn.init.ones_(norm.weight!);
+            nn.init.zeros_(norm.bias!);
+        }
+        return norm;
+    }
+
+    /// <summary>(tokens [B, L], level [B]) → logits [B, L, V].</summary>
+    public override Tensor forward(Tensor tokens, Tensor level)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (tokens.dim() != 2 || tokens.shape[1] != _length) throw new ArgumentException($"tokens must be [B, {_length}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+        var positions = torch.arange(_length, dtype: ScalarType.Int64, device: tokens.device);
+        var h = _tokens.forward(tokens) + _positions.forward(positions).unsqueeze(0)
+            + _levels.forward(level.to(ScalarType.Int64).clamp(0, _maxLevel)).unsqueeze(1);
+        foreach (var block in _blocks) h = block.forward(h);
+        return _output.forward(_final.forward(h)).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>One pre-LN encoder block: x + Attn(LN(x)), then x + MLP(LN(x)) with GELU.</summary>
+public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
+{
+    private readonly LayerNorm _norm1, _norm2;
+    private readonly Linear _qkv, _projection, _up, _down;
+    private readonly Dropout _dropout;
+    private readonly int _heads;
+
+    /// <summary>Creates a block of the given sizes.</summary>
+    public TransformerBlock(TransformerConfig config) : base(nameof(TransformerBlock))
+    {
+        _heads = config.Heads;
+        _norm1 = TextTransformer.Norm(config.Dimension);
+        _norm2 = TextTransformer.Norm(config.Dimension);
+        _qkv = nn.Linear(config.Dimension, 3 * config.Dimension);
+        _projection = nn.Linear(config.Dimension, config.Dimension);
+        _up = nn.Linear(config.Dimension, config.FeedForward);
+        _down = nn.Linear(config.FeedForward, config.Dimension);
+        _dropout = nn.Dropout(config.Dropout);
+        RegisterComponents();
+    }
+
+    /// <summary>[B, L, d] → [B, L, d].</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = x.shape[0], l = x.shape[1], d = x.shape[2], dh = d / _heads;
+        var qkv = _qkv.forward(_norm1.forward(x)).reshape(b, l, 3, _heads, dh).permute(2, 0, 3, 1, 4); // [3, B, H, L, dh]
+        var (q, k, v) = (qkv[0], qkv[1], qkv[2]);
+        var attention = (q.matmul(k.transpose(-2, -1)) / Math.Sqrt(dh)).softmax(-1);
+        var mixed = attention.matmul(v).transpose(1, 2).reshape(b, l, d);
+        var h = x + _dropout.forward(_projection.forward(mixed));
+        h = h + _dropout.forward(_down.forward(nn.functional.gelu(_up.forward(_norm2.forward(h)))));
+        return h.MoveToOuterDisposeScope();
+    }
+}

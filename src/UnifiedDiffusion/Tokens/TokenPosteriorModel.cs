@@ -1,0 +1,160 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Tokens;
+
+/// <summary>How the mask model's per-sequence cross-entropy is weighted.</summary>
+public enum MaskLossWeighting
+{
+    /// <summary>The mean cross-entropy over all masked positions of the batch (the masked-LM loss).</summary>
+    MeanOverMasked,
+    /// <summary>
+    /// (l / t) · Σ over the t masked positions of −log q(x_0,i | x_t), averaged over sequences: with
+    /// t ~ U{1..l}, its expectation is the negative ELBO in nats per sequence (see
+    /// <see cref="TokenPosteriorModel.Loss"/>).
+    /// </summary>
+    Elbo,
+}
+
+/// <summary>
+/// The posterior model of the token families: a network (tokens int64 [B, L], level int64 [B]) →
+/// logits [B, L, V]. Logits of [MASK] and [UNK] are always suppressed (−∞), and [PAD]'s too unless
+/// the data uses padding, so q never predicts a special it cannot need.
+/// </summary>
+public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPosterior>
+{
+    private readonly nn.Module<Tensor, Tensor, Tensor> _network;
+    private readonly TokenProcess _process;
+    private readonly bool[] _suppressed;
+
+    /// <summary>Wraps <paramref name="network"/> for <paramref name="process"/> over <paramref name="vocabSize"/> tokens.</summary>
+    /// <param name="network">(tokens, level) → logits [B, L, V].</param>
+    /// <param name="process">The mask or edit process.</param>
+    /// <param name="vocabSize">V.</param>
+    /// <param name="usesPadding">True when data sequences contain [PAD] (names), so it stays predictable.</param>
+    /// <param name="weighting">The mask loss weighting (ignored by the edit process).</param>
+    public TokenPosteriorModel(nn.Module<Tensor, Tensor, Tensor> network, TokenProcess process, int vocabSize, bool usesPadding = false,
+        MaskLossWeighting weighting = MaskLossWeighting.MeanOverMasked)
+    {
+        _network = network;
+        _process = process;
+        VocabSize = vocabSize;
+        Weighting = weighting;
+        _suppressed = new bool[vocabSize];
+        _suppressed[Vocabulary.UnknownId] = true;
+        _suppressed[Vocabulary.MaskId] = true;
+        _suppressed[Vocabulary.PadId] = !usesPadding;
+    }
+
+    /// <inheritdoc />
+    public nn.Module Network => _network;
+
+    /// <summary>V.</summary>
+    public int VocabSize { get; }
+
+    /// <summary>The mask loss weighting.</summary>
+    public MaskLossWeighting Weighting { get; }
+
+    /// <summary>
+    /// The level the network is conditioned on: for the mask process the actual number of [MASK]
+    /// tokens of each row (which differs from the grid's level when a fixed part holds known
+    /// tokens); for the edit process the given t.
+    /// </summary>
+    public Tensor ConditioningLevel(Tensor xt, Tensor t) => _process is MaskProcess mask ? mask.LevelOf(xt) : t;
+
+    /// <summary>Logits [B, L, V] with the suppressed specials at −∞.</summary>
+    public Tensor Logits(Tensor xt, Tensor t)
+    {
+        using var scope = torch.NewDisposeScope();
+        var logits = _network.forward(xt, ConditioningLevel(xt, t));
+        var suppressed = torch.tensor(_suppressed, device: logits.device);
+        return logits.masked_fill(suppressed, float.NegativeInfinity).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    {
+        using var scope = torch.NewDisposeScope();
+        return new CategoricalPosterior(Logits(xt, t).softmax(2).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Mask: cross-entropy on the masked positions (<see cref="Weighting"/>). The ELBO weighting:
+    /// the discrete-time absorbing process with T = l unmasks one uniformly chosen position per
+    /// reverse step; the reverse model chooses the position the same way, so only the token term
+    /// remains and −log p(x_0) ≤ Σ_{t=1..l} E[(1/t) Σ_{i masked in x_t} −log q(x_0,i | x_t)]
+    /// (the prior term is 0: x_l is all [MASK]). With t ~ U{1..l} that sum is
+    /// E_t[(l/t) Σ_masked −log q], the weighted loss. Edit: cross-entropy on every position.
+    /// </summary>
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    {
+        using var scope = torch.NewDisposeScope();
+        var logits = Logits(xt, t);
+        var nll = -logits.log_softmax(2).gather(2, x0.unsqueeze(2)).squeeze(2); // [B, L]
+        Tensor loss;
+        if (_process is MaskProcess mask)
+        {
+            var masked = xt.eq(mask.MaskId).to(nll.dtype);
+            var perPosition = nll * masked;
+            if (Weighting == MaskLossWeighting.Elbo)
+            {
+                var weight = (double)_process.Length / t.to(nll.dtype).clamp_min(1);
+                loss = (perPosition.sum(1) * weight).mean();
+            }
+            else loss = perPosition.sum() / masked.sum().clamp_min(1);
+        }
+        else loss = nll.mean();
+        return loss.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// Wraps a posterior model and reuses its last output when asked again for the same input: the
+/// same x_t (compared element by element) and, unless <paramref name="levelFromInput"/>, the same
+/// levels. Use <paramref name="levelFromInput"/> = true for a mask model conditioned on the mask
+/// count (<see cref="TokenPosteriorModel.ConditioningLevel"/>), whose output depends on x_t only.
+/// In the plain sampler loop each improved step changes x, so nothing is saved there; savings
+/// come from steps that leave x unchanged (a grid with more levels than free positions, a fill of
+/// zero positions), and from repeated calls (e.g. several kernels or metrics on the same x_t).
+/// The cached tensors live outside any dispose scope until replaced or disposed.
+/// </summary>
+public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> inner, bool levelFromInput = false)
+    : IPosteriorModel<CategoricalPosterior>, IDisposable
+{
+    private Tensor? _x, _t, _probabilities;
+
+    /// <summary>Network evaluations made.</summary>
+    public int Evaluations { get; private set; }
+
+    /// <summary>Evaluations saved by reusing the last output.</summary>
+    public int Saved { get; private set; }
+
+    /// <inheritdoc />
+    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    {
+        if (_x is not null && _t is not null && _probabilities is not null && Same(_x, xt) && (levelFromInput || Same(_t, t)))
+        {
+            Saved++;
+            return new CategoricalPosterior(_probabilities);
+        }
+        Evaluations++;
+        var posterior = inner.Predict(xt, t);
+        Dispose();
+        _x = xt.detach().clone().DetachFromDisposeScope();
+        _t = t.detach().clone().DetachFromDisposeScope();
+        _probabilities = posterior.Probabilities.detach().clone().DetachFromDisposeScope();
+        return new CategoricalPosterior(_probabilities);
+    }
+
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.device_type == b.device_type && a.eq(b).all().item<bool>();
+
+    /// <summary>Frees the cached tensors.</summary>
+    public void Dispose()
+    {
+        _x?.Dispose();
+        _t?.Dispose();
+        _probabilities?.Dispose();
+        _x = _t = _probabilities = null;
+    }
+}
