@@ -113,8 +113,8 @@ public sealed class ImageClassifier : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Returns the classifier cached in <paramref name="cacheFile"/> when the file was trained on a
-    /// data set of the same name, size, image shape and class count with the same seed, steps and
-    /// batch; otherwise trains one (Adam, learning rate 1e-3, <paramref name="steps"/> batches of
+    /// data set of the same name, size, image shape, class count, mean pixel and mean label with the
+    /// same seed, steps and batch; otherwise trains one (Adam, learning rate 1e-3, <paramref name="steps"/> batches of
     /// <paramref name="batch"/> drawn with replacement; weights initialised from the global torch
     /// RNG seeded with <paramref name="seed"/> under a lock, batches from a Generator seeded with
     /// seed + 1) and saves it atomically. A stale cache (different data or settings) is retrained
@@ -142,8 +142,15 @@ public sealed class ImageClassifier : nn.Module<Tensor, Tensor>
     private static string HeaderFor(ImageDataset data, long seed, int steps, int batch)
     {
         var s = data.SampleShape;
+        // A cheap fingerprint of the contents, so that another set under the same name is noticed.
+        double pixelMean, labelMean;
+        using (var scope = torch.NewDisposeScope())
+        {
+            pixelMean = data.Images.to(ScalarType.Float64).mean().item<double>();
+            labelMean = data.Labels.to(ScalarType.Float64).mean().item<double>();
+        }
         return string.Create(CultureInfo.InvariantCulture,
-            $"data={data.Name.Replace('\n', ' ')};count={data.Count};shape={s[0]}x{s[1]}x{s[2]};classes={data.ClassCount};seed={seed};steps={steps};batch={batch}");
+            $"data={data.Name.Replace('\n', ' ')};count={data.Count};shape={s[0]}x{s[1]}x{s[2]};classes={data.ClassCount};pixels={pixelMean:F6};labels={labelMean:F6};seed={seed};steps={steps};batch={batch}");
     }
 
     private static ImageClassifier Train(ImageDataset data, long seed, int steps, int batch, IProgress<(int Step, int Total, float Loss)>? progress)
@@ -201,7 +208,7 @@ public sealed class ImageClassifier : nn.Module<Tensor, Tensor>
             return model;
         }
         catch (UdmException) { throw; }
-        catch (Exception e) when (e is IOException or EndOfStreamException or FormatException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new UdmException(advice, e);
         }

@@ -78,12 +78,30 @@ public sealed class ImageClassifierTests : IDisposable
         Assert.Equal(6, reports[^1].Step);
         Assert.NotEqual(valid, File.ReadAllBytes(cache));
 
+        // Other images under the same name: retrained too.
+        using var other = Quadrants("quadrants", 300, 5);
+        reports.Clear();
+        ImageClassifier.TrainOrLoad(other, cache, steps: 6, batch: 8, progress: new SyncProgress(reports));
+        Assert.Equal(6, reports[^1].Step);
+
         File.WriteAllBytes(cache, valid[..(valid.Length * 2 / 3)]);
         var e = Assert.Throws<UdmException>(() => ImageClassifier.TrainOrLoad(train, cache, steps: 5, batch: 8));
         Assert.Contains("delete it", e.Message);
 
         File.WriteAllText(cache, "garbage that is not a classifier");
         Assert.Throws<UdmException>(() => ImageClassifier.TrainOrLoad(train, cache, steps: 5, batch: 8));
+    }
+
+    [Fact]
+    public void TrainedAndLoadedClassifiersSurviveTheCallersDisposeScope()
+    {
+        using var train = Quadrants("quadrants", 100, 6);
+        string cache = _folder.File("scoped.bin");
+        ImageClassifier trained, loaded;
+        using (var scope = torch.NewDisposeScope()) trained = ImageClassifier.TrainOrLoad(train, cache, steps: 3, batch: 8);
+        using (var scope = torch.NewDisposeScope()) loaded = ImageClassifier.TrainOrLoad(train, cache, steps: 3, batch: 8);
+        using var outer = torch.NewDisposeScope();
+        Assert.True(trained.Predict(train.Images).equal(loaded.Predict(train.Images)).all().item<bool>());
     }
 
     // Progress<T> posts to the thread pool; the test needs the reports synchronously.
