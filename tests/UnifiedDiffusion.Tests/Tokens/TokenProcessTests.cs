@@ -118,19 +118,27 @@ public sealed class TokenProcessTests
         var process = new MaskProcess(3);
         var oracle = TokenToys.Oracle(TokenToys.Small(), process, 7);
         using var cache = new CachingPosteriorModel(oracle, levelFromInput: true);
-        var x = torch.tensor(new long[] { 3, 2, 2 }).unsqueeze(0);
-        var first = cache.Predict(x, torch.tensor(new long[] { 2 })).Probabilities.clone();
-        var second = cache.Predict(x.clone(), torch.tensor(new long[] { 3 })).Probabilities;
+        var x = torch.tensor(new long[] { 3, 2, 2, 4, 2, 2 }).reshape(2, 3);
+        var first = cache.Predict(x, torch.tensor(new long[] { 2, 2 })).Probabilities.clone();
+        var second = cache.Predict(x.clone(), torch.tensor(new long[] { 3, 3 })).Probabilities;
         Assert.True(first.eq(second).all().item<bool>());
-        cache.Predict(torch.tensor(new long[] { 4, 2, 2 }).unsqueeze(0), torch.tensor(new long[] { 2 }));
-        Assert.Equal((2, 1), (cache.Evaluations, cache.Saved));
-        // A grid with more levels than free positions: steps that fill nothing reuse the output.
+        Assert.True(first.eq(oracle.Predict(x, torch.tensor(new long[] { 2, 2 })).Probabilities).all().item<bool>());
+        Assert.Equal((1, 1, 2L, 2L), (cache.Evaluations, cache.Saved, cache.RowEvaluations, cache.RowsSaved));
+
+        // Infilling with a template and a grid with more levels than free positions (3 > 2):
+        // step 1 sees 8 identical rows (one row evaluated), step 2 the same x (it filled nothing),
+        // step 3 distinct rows. A second run starts from the same rows: its first step is free.
         using var counting = new CachingPosteriorModel(oracle, levelFromInput: true);
         var known = torch.tensor(new long[] { 4, 0, 0 }).unsqueeze(0).expand(8, 3).contiguous();
         var mask = torch.tensor(new[] { true, false, false }).unsqueeze(0).expand(8, 3).contiguous();
-        new Sampler<CategoricalPosterior>(process, counting, new MaskImproveKernel())
-            .Sample([8, 3], TimeGrid.Create(3, 3), torch.CPU, new Generator(1), new SamplingOptions { Fixed = new FixedPart(known, mask) });
-        Assert.Equal((2, 1), (counting.Evaluations, counting.Saved));
+        var sampler = new Sampler<CategoricalPosterior>(process, counting, new MaskImproveKernel());
+        var options = new SamplingOptions { Fixed = new FixedPart(known, mask) };
+        var samples = sampler.Sample([8, 3], TimeGrid.Create(3, 3), torch.CPU, new Generator(1), options);
+        Assert.Equal((2, 1, 9L, 15L), (counting.Evaluations, counting.Saved, counting.RowEvaluations, counting.RowsSaved));
+        Assert.True(samples[.., 0].eq(4).all().item<bool>() && samples.ne(Vocabulary.MaskId).all().item<bool>());
+        sampler.Sample([8, 3], TimeGrid.Create(3, 3), torch.CPU, new Generator(2), options);
+        Assert.Equal(3, counting.Evaluations);
+        Assert.Equal(3, counting.Saved);
     }
 
     [Fact]
