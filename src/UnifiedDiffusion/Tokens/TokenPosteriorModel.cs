@@ -110,41 +110,90 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
 }
 
 /// <summary>
-/// Wraps a posterior model and reuses its last output when asked again for the same input: the
-/// same x_t (compared element by element) and, unless <paramref name="levelFromInput"/>, the same
-/// levels. Use <paramref name="levelFromInput"/> = true for a mask model conditioned on the mask
-/// count (<see cref="TokenPosteriorModel.ConditioningLevel"/>), whose output depends on x_t only.
-/// In the plain sampler loop each improved step changes x, so nothing is saved there; savings
-/// come from steps that leave x unchanged (a grid with more levels than free positions, a fill of
-/// zero positions), and from repeated calls (e.g. several kernels or metrics on the same x_t).
-/// The cached tensors live outside any dispose scope until replaced or disposed.
+/// Wraps a posterior model and avoids network work whose result is already known. Two caches:
+/// - the last call: the same x_t (element by element) and, unless <paramref name="levelFromInput"/>,
+///   the same levels return the last output. In the plain sampler loop each improved step changes
+///   x, so this saves only when a step leaves x unchanged (a grid with more levels than free
+///   positions, a fill of zero positions) or the same x_t is asked for twice.
+/// - uniform batches: when every row of x_t (and its level) is the same — the all-[MASK] prior, or
+///   the prior with a template's known tokens, i.e. the first step of every mask-model run — the
+///   network runs on one row and the result is broadcast; that row's output is also kept across
+///   runs, so later runs with the same start skip the first step's network call entirely.
+/// Use <paramref name="levelFromInput"/> = true for a mask model conditioned on the mask count
+/// (<see cref="TokenPosteriorModel.ConditioningLevel"/>), whose output depends on x_t only.
+/// Cached tensors live outside any dispose scope until replaced or disposed.
 /// </summary>
 public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> inner, bool levelFromInput = false)
     : IPosteriorModel<CategoricalPosterior>, IDisposable
 {
-    private Tensor? _x, _t, _probabilities;
+    private Tensor? _x, _t, _probabilities;          // last call
+    private Tensor? _rowX, _rowT, _rowProbabilities; // last uniform batch, one row
 
-    /// <summary>Network evaluations made.</summary>
+    /// <summary>Calls of the wrapped model.</summary>
     public int Evaluations { get; private set; }
 
-    /// <summary>Evaluations saved by reusing the last output.</summary>
+    /// <summary>Calls answered entirely from a cache.</summary>
     public int Saved { get; private set; }
+
+    /// <summary>Sequences (rows) the wrapped model evaluated.</summary>
+    public long RowEvaluations { get; private set; }
+
+    /// <summary>Sequences (rows) answered without evaluating them.</summary>
+    public long RowsSaved { get; private set; }
 
     /// <inheritdoc />
     public CategoricalPosterior Predict(Tensor xt, Tensor t)
     {
-        if (_x is not null && _t is not null && _probabilities is not null && Same(_x, xt) && (levelFromInput || Same(_t, t)))
+        long batch = xt.shape[0];
+        if (_probabilities is not null && Same(_x!, xt) && (levelFromInput || Same(_t!, t)))
         {
             Saved++;
+            RowsSaved += batch;
             return new CategoricalPosterior(_probabilities);
         }
-        Evaluations++;
-        var posterior = inner.Predict(xt, t);
-        Dispose();
-        _x = xt.detach().clone().DetachFromDisposeScope();
-        _t = t.detach().clone().DetachFromDisposeScope();
-        _probabilities = posterior.Probabilities.detach().clone().DetachFromDisposeScope();
-        return new CategoricalPosterior(_probabilities);
+        Tensor probabilities;
+        using (var scope = torch.NewDisposeScope())
+        {
+            var row = xt[..1];
+            var rowT = t.numel() > 1 ? t[..1] : t.reshape(1);
+            bool uniform = xt.eq(row).all().item<bool>() && (levelFromInput || t.eq(rowT).all().item<bool>());
+            if (uniform)
+            {
+                if (_rowProbabilities is not null && Same(_rowX!, row) && (levelFromInput || Same(_rowT!, rowT)))
+                {
+                    Saved++;
+                    RowsSaved += batch;
+                }
+                else
+                {
+                    Evaluations++;
+                    RowEvaluations++;
+                    RowsSaved += batch - 1;
+                    var one = inner.Predict(row, rowT).Probabilities;
+                    Replace(ref _rowX, row);
+                    Replace(ref _rowT, rowT);
+                    Replace(ref _rowProbabilities, one);
+                }
+                probabilities = _rowProbabilities!.expand(batch, -1, -1).contiguous();
+            }
+            else
+            {
+                Evaluations++;
+                RowEvaluations += batch;
+                probabilities = inner.Predict(xt, t).Probabilities;
+            }
+            Replace(ref _x, xt);
+            Replace(ref _t, t);
+            Replace(ref _probabilities, probabilities);
+        }
+        return new CategoricalPosterior(_probabilities!);
+    }
+
+    private static void Replace(ref Tensor? slot, Tensor value)
+    {
+        var copy = value.detach().clone().DetachFromDisposeScope();
+        slot?.Dispose();
+        slot = copy;
     }
 
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.device_type == b.device_type && a.eq(b).all().item<bool>();
@@ -152,9 +201,7 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
     /// <summary>Frees the cached tensors.</summary>
     public void Dispose()
     {
-        _x?.Dispose();
-        _t?.Dispose();
-        _probabilities?.Dispose();
-        _x = _t = _probabilities = null;
+        foreach (var tensor in new[] { _x, _t, _probabilities, _rowX, _rowT, _rowProbabilities }) tensor?.Dispose();
+        _x = _t = _probabilities = _rowX = _rowT = _rowProbabilities = null;
     }
 }

@@ -68,6 +68,9 @@ public sealed class Vocabulary
     /// <summary>True when <paramref name="character"/> is a regular token of this vocabulary.</summary>
     public bool Contains(string character) => IdOf(character) != UnknownId;
 
+    /// <summary>True when every character of <paramref name="text"/> is a regular token (no [UNK] when encoded).</summary>
+    public bool Covers(string text) => text.EnumerateRunes().All(r => Contains(r.ToString()));
+
     /// <summary>The characters of a string, one per rune.</summary>
     public static string[] Characters(string text) => [.. text.EnumerateRunes().Select(r => r.ToString())];
 
