@@ -25,10 +25,11 @@ public abstract class Degradation
     public Tensor Apply(Tensor x0, Tensor t)
     {
         if (x0.dim() != 4) throw new ArgumentException($"degradations take images [B, C, H, W], got [{string.Join(", ", x0.shape)}].", nameof(x0));
-        if (t.dim() != 1 || t.shape[0] != x0.shape[0])
+        if (t.dim() > 1 || (t.dim() == 1 && t.shape[0] != x0.shape[0]))
             throw new ArgumentException($"levels must have shape [{x0.shape[0]}], got [{string.Join(", ", t.shape)}].", nameof(t));
         using var scope = torch.NewDisposeScope();
-        var levels = t.to(ScalarType.Int64, x0.device);
+        // A 0-dim level (what ForwardProcessExtensions.Levels currently builds) applies to the whole batch.
+        var levels = t.to(ScalarType.Int64, x0.device).expand(x0.shape[0]).contiguous();
         long low = levels.min().item<long>(), high = levels.max().item<long>();
         if (low < 0 || high > Steps) throw new ArgumentOutOfRangeException(nameof(t), $"levels {low}..{high} are outside 0..{Steps}.");
         var result = high == 0 ? x0.clone() : ApplyLevels(x0, levels, (int)high);
@@ -36,7 +37,11 @@ public abstract class Degradation
     }
 
     /// <summary>D_t(x_0) with one level for the whole batch.</summary>
-    public Tensor Apply(Tensor x0, int t) => Apply(x0, ForwardProcessExtensions.Levels(t, x0.shape[0], x0.device));
+    public Tensor Apply(Tensor x0, int t)
+    {
+        using var levels = torch.full([x0.shape[0]], t, dtype: ScalarType.Int64, device: x0.device);
+        return Apply(x0, levels);
+    }
 
     /// <summary>
     /// Redraws any random choice of the degradation (e.g. the centres of a random-centre mask)
