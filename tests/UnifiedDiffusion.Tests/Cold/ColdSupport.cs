@@ -9,13 +9,14 @@ namespace UnifiedDiffusion.Tests.Cold;
 /// <summary>Degradations under test, by name, at sizes small enough for 8×8 images.</summary>
 internal static class Degradations
 {
-    public static readonly string[] Names = ["blur-circular", "blur-reflect", "blur-exponential", "mask", "mask-random", "superres", "fade"];
+    public static readonly string[] Names = ["blur-circular", "blur-reflect", "blur-exponential", "blur-mean", "mask", "mask-random", "superres", "fade"];
 
     public static Degradation Create(string name) => name switch
     {
         "blur-circular" => new BlurDegradation(6, kernelSize: 5, std: 1.0, BlurRoutine.Constant, BlurPadding.Circular),
         "blur-reflect" => new BlurDegradation(6, kernelSize: 5, std: 0.5, BlurRoutine.Incremental, BlurPadding.Reflect),
         "blur-exponential" => new BlurDegradation(6, kernelSize: 7, std: 0.15, BlurRoutine.Exponential, BlurPadding.Circular),
+        "blur-mean" => new BlurDegradation(4, kernelSize: 3, std: 0.7, BlurRoutine.Constant, BlurPadding.Reflect, meanAtFinalStep: true),
         "mask" => new GaussianMaskDegradation(6, kernelStd: 0.3, randomCentre: false, initialMask: 3),
         "mask-random" => new GaussianMaskDegradation(6, kernelStd: 0.3, randomCentre: true, initialMask: 3, centreSeed: 11),
         "superres" => new SuperResolutionDegradation(3),

@@ -107,6 +107,20 @@ public sealed class DegradationTests
     }
 
     [Fact]
+    public void BlurWithMeanAtTheFinalStepEndsOnConstantImages()
+    {
+        using var scope = torch.NewDisposeScope();
+        var blur = Create("blur-mean");
+        var x = Images(3, 3, 8, 11);
+        // The mean of the T-fold blur (as the reference code), which differs from x's mean under reflect padding.
+        var blurred = new BlurDegradation(4, kernelSize: 3, std: 0.7, BlurRoutine.Constant, BlurPadding.Reflect).Apply(x, 4);
+        double error = MaxAbs(blur.Apply(x, blur.Steps), blurred.mean([2, 3], keepdim: true).expand_as(x));
+        Assert.True(error < Tolerance, $"D_T differs from the mean by {error}");
+        var before = blur.Apply(x, blur.Steps - 1);
+        Assert.True((before.amax([2, 3]) - before.amin([2, 3])).min().item<float>() > 0.01);
+    }
+
+    [Fact]
     public void BlurMatchesADirectTwoDimensionalConvolution()
     {
         using var scope = torch.NewDisposeScope();
