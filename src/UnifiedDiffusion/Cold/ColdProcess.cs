@@ -44,10 +44,10 @@ public sealed class ColdProcess : IForwardProcess
     /// <inheritdoc />
     public Tensor Corrupt(Tensor x0, Tensor t, Tensor noise)
     {
+        // The residual is added only where t ≥ 1, so that F_0 is the identity whatever the noise.
         var degraded = Degradation.Apply(x0, t);
-        if (Sigma == 0) return degraded.add_(noise);
         using var scope = torch.NewDisposeScope();
-        var positive = (t.to(x0.device) > 0).reshape(-1, 1, 1, 1).to(x0.dtype);
+        var positive = (t.to(x0.device) > 0).expand(x0.shape[0]).reshape(-1, 1, 1, 1).to(x0.dtype);
         return degraded.add_(noise * positive).MoveToOuterDisposeScope();
     }
 
@@ -220,7 +220,7 @@ public sealed class ChannelMeanMixturePrior : ColdPrior
         if (shape.Length != 4 || shape[1] != Channels)
             throw new UdmException($"the colour prior was fitted to {Channels}-channel images; sample shape [{string.Join(", ", shape)}] does not match.");
         using var scope = torch.NewDisposeScope();
-        int k = Weights.Count, c = Channels;
+        int c = Channels;
         var weights = torch.tensor(Weights.ToArray(), dtype: ScalarType.Float64);
         var means = torch.tensor(Means, dtype: ScalarType.Float64);
         var stds = torch.tensor(Variances, dtype: ScalarType.Float64).sqrt();
@@ -229,7 +229,6 @@ public sealed class ChannelMeanMixturePrior : ColdPrior
             torch.randn([shape[0], c], dtype: ScalarType.Float64, generator: generator);
         var images = colour.to(ScalarType.Float32).reshape(shape[0], c, 1, 1).expand(shape).contiguous();
         if (NoiseStd > 0) images = images + torch.randn(shape, dtype: ScalarType.Float32, generator: generator) * NoiseStd;
-        _ = k;
         return images.to(device).MoveToOuterDisposeScope();
     }
 }

@@ -64,7 +64,7 @@ public static class ColdSampling
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var posterior = model.Predict(degraded, ForwardProcessExtensions.Levels(t, degraded.shape[0], degraded.device));
+        var posterior = model.Predict(degraded, torch.full([degraded.shape[0]], t, dtype: ScalarType.Int64, device: degraded.device));
         return posterior.Draw(null).clone().MoveToOuterDisposeScope();
     }
 

@@ -25,10 +25,11 @@ public abstract class Degradation
     public Tensor Apply(Tensor x0, Tensor t)
     {
         if (x0.dim() != 4) throw new ArgumentException($"degradations take images [B, C, H, W], got [{string.Join(", ", x0.shape)}].", nameof(x0));
-        if (t.dim() != 1 || t.shape[0] != x0.shape[0])
+        if (t.dim() > 1 || (t.dim() == 1 && t.shape[0] != x0.shape[0]))
             throw new ArgumentException($"levels must have shape [{x0.shape[0]}], got [{string.Join(", ", t.shape)}].", nameof(t));
         using var scope = torch.NewDisposeScope();
-        var levels = t.to(ScalarType.Int64, x0.device);
+        // A 0-dim level (what ForwardProcessExtensions.Levels currently builds) applies to the whole batch.
+        var levels = t.to(ScalarType.Int64, x0.device).expand(x0.shape[0]).contiguous();
         long low = levels.min().item<long>(), high = levels.max().item<long>();
         if (low < 0 || high > Steps) throw new ArgumentOutOfRangeException(nameof(t), $"levels {low}..{high} are outside 0..{Steps}.");
         var result = high == 0 ? x0.clone() : ApplyLevels(x0, levels, (int)high);
@@ -36,7 +37,11 @@ public abstract class Degradation
     }
 
     /// <summary>D_t(x_0) with one level for the whole batch.</summary>
-    public Tensor Apply(Tensor x0, int t) => Apply(x0, ForwardProcessExtensions.Levels(t, x0.shape[0], x0.device));
+    public Tensor Apply(Tensor x0, int t)
+    {
+        using var levels = torch.full([x0.shape[0]], t, dtype: ScalarType.Int64, device: x0.device);
+        return Apply(x0, levels);
+    }
 
     /// <summary>
     /// Redraws any random choice of the degradation (e.g. the centres of a random-centre mask)
@@ -85,9 +90,17 @@ public sealed class BlurDegradation : Degradation
     private readonly int _kernelSize;
 
     /// <summary>A blur of <paramref name="steps"/> levels.</summary>
+    /// <param name="steps">Levels T.</param>
+    /// <param name="kernelSize">Odd kernel width in pixels.</param>
+    /// <param name="std">The routine's std parameter (defaults: the reference MNIST setting, 11 and 7.0 Constant).</param>
+    /// <param name="routine">How the blur grows with the step.</param>
+    /// <param name="padding">Border treatment (the reference default is circular).</param>
+    /// <param name="meanAtFinalStep">Replace D_T by the per-image per-channel mean of the T-fold blur, as the reference's generation
+    /// setting ("discrete"), so that x_T is exactly a constant image, the support of <see cref="ChannelMeanMixturePrior"/>.</param>
     public BlurDegradation(int steps, int kernelSize = 11, double std = 7.0, BlurRoutine routine = BlurRoutine.Constant,
-        BlurPadding padding = BlurPadding.Circular) : base(steps)
+        BlurPadding padding = BlurPadding.Circular, bool meanAtFinalStep = false) : base(steps)
     {
+        MeanAtFinalStep = meanAtFinalStep;
         if (kernelSize < 1 || kernelSize % 2 == 0) throw new UdmException($"the blur kernel size must be odd and positive, got {kernelSize}.");
         if (!(std > 0) || !double.IsFinite(std)) throw new UdmException($"the blur std must be positive, got {std}.");
         _kernelSize = kernelSize;
@@ -107,7 +120,7 @@ public sealed class BlurDegradation : Degradation
             }
             for (int j = 0; j < kernelSize; j++) values[(i - 1) * kernelSize + j] /= total;
         }
-        _kernels = torch.tensor(values, [steps, kernelSize], dtype: ScalarType.Float64);
+        _kernels = torch.tensor(values, [steps, kernelSize], dtype: ScalarType.Float64).DetachFromDisposeScope();
     }
 
     /// <summary>The std parameter of the routine.</summary>
@@ -118,6 +131,9 @@ public sealed class BlurDegradation : Degradation
 
     /// <summary>The border treatment.</summary>
     public BlurPadding Padding { get; }
+
+    /// <summary>True when D_T is the per-image per-channel mean of the T-fold blur rather than the blur itself.</summary>
+    public bool MeanAtFinalStep { get; }
 
     /// <summary>The standard deviation of the blur applied at step <paramref name="i"/> (1-based).</summary>
     public double StdAt(int i) => Routine switch
@@ -135,7 +151,7 @@ public sealed class BlurDegradation : Degradation
         if (Padding == BlurPadding.Reflect && (pad >= x0.shape[2] || pad >= x0.shape[3]))
             throw new UdmException($"a reflect-padded blur of size {_kernelSize} needs images larger than {pad} pixels; use a smaller kernel or circular padding.");
         long channels = x0.shape[1];
-        var kernels = _kernels.to(x0.dtype, x0.device);
+        var kernels = KernelsFor(x0);
         var mode = Padding == BlurPadding.Reflect ? PaddingModes.Reflect : PaddingModes.Circular;
         var x = x0;
         for (int i = 1; i <= maxLevel; i++)
@@ -147,7 +163,23 @@ public sealed class BlurDegradation : Degradation
             var blurred = nn.functional.conv2d(nn.functional.conv2d(padded, vertical, groups: channels), horizontal, groups: channels);
             x = torch.where((t >= i).reshape(-1, 1, 1, 1), blurred, x);
         }
+        if (MeanAtFinalStep && maxLevel == Steps)
+            x = torch.where((t == Steps).reshape(-1, 1, 1, 1), x.mean([2, 3], keepdim: true).expand_as(x), x);
         return x;
+    }
+
+    private readonly Dictionary<(string Device, ScalarType Type), Tensor> _converted = [];
+
+    /// <summary>The kernels on the images' device and in their dtype, converted once and kept.</summary>
+    private Tensor KernelsFor(Tensor x)
+    {
+        var key = (x.device.ToString(), x.dtype);
+        lock (_converted)
+        {
+            if (!_converted.TryGetValue(key, out var kernels))
+                _converted[key] = kernels = _kernels.to(x.dtype, x.device).DetachFromDisposeScope();
+            return kernels;
+        }
     }
 }
 

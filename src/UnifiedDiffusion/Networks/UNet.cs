@@ -168,7 +168,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         var embedding = _timeMlp.forward(_timeFeatures.forward(t));
         if (_classEmbedding is not null)
         {
-            var classes = labels ?? torch.full(x.shape[0], NullLabel, dtype: ScalarType.Int64, device: x.device);
+            var classes = labels ?? torch.full([x.shape[0]], NullLabel, dtype: ScalarType.Int64, device: x.device);
             embedding = embedding + _classEmbedding.forward(classes);
         }
         else if (labels is not null)
@@ -317,7 +317,7 @@ public sealed class GuidedDenoiser : nn.Module<Tensor, Tensor, Tensor>
         var labels = Labels.to(x.device);
         if (Scale == 0) return _network.Forward(x, t, labels);
         long batch = x.shape[0];
-        var none = torch.full(batch, _network.NullLabel, dtype: ScalarType.Int64, device: x.device);
+        var none = torch.full([batch], _network.NullLabel, dtype: ScalarType.Int64, device: x.device);
         var both = _network.Forward(torch.cat([x, x], 0), torch.cat([t, t], 0), torch.cat([labels, none], 0));
         var conditional = both.narrow(0, 0, batch);
         var unconditional = both.narrow(0, batch, batch);
@@ -378,7 +378,7 @@ public static class ClassConditioning
         if (dropProbability < 0 || dropProbability > 1 || double.IsNaN(dropProbability))
             throw new UdmException($"the label drop probability must lie in [0, 1], got {dropProbability}.");
         if (labels is null) return null;
-        var drop = torch.rand(labels.shape[0], generator: generator, device: labels.device) < dropProbability;
+        var drop = torch.rand([labels.shape[0]], generator: generator, device: labels.device) < dropProbability;
         return torch.where(drop, torch.full_like(labels, classCount), labels);
     }
 

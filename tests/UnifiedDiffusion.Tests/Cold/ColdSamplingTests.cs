@@ -1,0 +1,190 @@
+using TorchSharp;
+using UnifiedDiffusion.Cold;
+using UnifiedDiffusion.Core;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+using static UnifiedDiffusion.Tests.Cold.Degradations;
+
+namespace UnifiedDiffusion.Tests.Cold;
+
+/// <summary>
+/// The cold process and its samplers against exact restorations: the invert identity, oracle
+/// restoration with both samplers, TACoS's tolerance of restoration errors (Bansal et al., sec. 3.3),
+/// and the interpolate kernel's end points.
+/// </summary>
+public sealed class ColdSamplingTests(ITestOutputHelper output)
+{
+    private static readonly int[] FullGrid = [6, 5, 4, 3, 2, 1, 0];
+
+    [Theory]
+    [MemberData(nameof(All), MemberType = typeof(Degradations))]
+    public void InvertStepWithTheTrueImageLandsExactlyOnItsDegradation(string name)
+    {
+        using var scope = torch.NewDisposeScope();
+        var process = new ColdProcess(Create(name));
+        var x0 = Images(3, 3, 8, 10);
+        int t = process.Steps, s = t - 2;
+        var xt = process.Corrupt(x0, t, process.SampleNoise(x0, new Generator(1)));
+        Assert.True(xt.eq(process.Degradation.Apply(x0, t)).all().item<bool>());
+        var step = new ReverseStep(t, s, 0, [t, s, 0]);
+        var xs = new InvertKernel().Step(process, xt, step, new PointPosterior(x0), null);
+        Assert.True(xs.eq(process.Degradation.Apply(x0, s)).all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData("blur-circular", "naive")]
+    [InlineData("blur-circular", "improved")]
+    [InlineData("mask-random", "naive")]
+    [InlineData("mask-random", "improved")]
+    public void ExactRestorationReturnsTheSourceWithBothSamplers(string degradationName, string sampler)
+    {
+        using var scope = torch.NewDisposeScope();
+        var degradation = Create(degradationName);
+        var process = new ColdProcess(degradation);
+        var sources = Images(8, 1, 8, 20);
+        var oracle = new NearestSourceOracle(degradation, sources);
+        var truth = sources.index_select(0, Levels(3, 0, 7, 5, 1, 6, 2, 4, 3, 3));
+        var start = degradation.Apply(truth, degradation.Steps);
+        var restored = ColdSampling.Restore(process, oracle, start, FullGrid, ColdSampling.Parse(sampler), new Generator(2));
+        Assert.True(restored.eq(truth).all().item<bool>());
+    }
+
+    /// <summary>
+    /// With x̂_0 = x_0 + δ (a fixed error that never vanishes), the improved sampler's state follows
+    /// D_s(x_0) + (D_s − D_T)δ while the naive one's follows D_s(x_0 + δ): for a blur, which keeps
+    /// constants and smooths δ, the improved trajectory stays much closer to the true path.
+    /// </summary>
+    [Theory]
+    [InlineData("offset")]
+    [InlineData("mix")]
+    public void ImprovedSamplerToleratesAnImperfectRestorer(string kind)
+    {
+        using var scope = torch.NewDisposeScope();
+        var degradation = Create("blur-circular");
+        var process = new ColdProcess(degradation);
+        var sources = Images(8, 1, 8, 30);
+        var pattern = torch.randn([1, 1, 8, 8], generator: new Generator(31));
+        Func<Tensor, Tensor, Tensor> error = kind == "offset"
+            ? (_, _) => pattern * 0.2 + 0.3
+            // (1 − λ)·x_0 + λ·(the next source image), λ = 0.3
+            : (exact, index) => (sources.index_select(0, (index + 1) % 8) - exact) * 0.3;
+        var oracle = new NearestSourceOracle(degradation, sources, error);
+        var truth = sources;
+        var start = degradation.Apply(truth, degradation.Steps);
+
+        (double Final, double LowestLevel) Run(ColdSamplerKind sampler)
+        {
+            Tensor? lowest = null;
+            var options = new SamplingOptions { OnStep = p => { if (p.Step.S == 1) lowest = p.Xs.clone().DetachFromDisposeScope(); } };
+            var final = ColdSampling.Restore(process, oracle, start, FullGrid, sampler, new Generator(3), options: options);
+            double finalError = (final - truth).square().mean().sqrt().item<float>();
+            double lowestError = (lowest! - degradation.Apply(truth, 1)).square().mean().sqrt().item<float>();
+            lowest!.Dispose();
+            return (finalError, lowestError);
+        }
+
+        var naive = Run(ColdSamplerKind.Naive);
+        var improved = Run(ColdSamplerKind.Improved);
+        output.WriteLine($"{kind}: RMS error at level 1 naive {naive.LowestLevel:F4}, improved {improved.LowestLevel:F4}; final naive {naive.Final:F4}, improved {improved.Final:F4}");
+        Assert.True(improved.LowestLevel < (kind == "offset" ? 0.5 : 1.0) * naive.LowestLevel);
+        Assert.True(improved.Final <= naive.Final);
+    }
+
+    [Fact]
+    public void InterpolateEndPointsAreTheImprovedAndNaiveSamplers()
+    {
+        using var scope = torch.NewDisposeScope();
+        var degradation = Create("blur-circular");
+        var process = new ColdProcess(degradation, sigma: 0.05);
+        var sources = Images(8, 1, 8, 40);
+        var oracle = new NearestSourceOracle(degradation, sources);
+        var start = process.Corrupt(sources, process.Steps, process.SampleNoise(sources, new Generator(41)));
+        Tensor Run(ColdSamplerKind kind, double fraction) =>
+            ColdSampling.Restore(process, oracle, start, [6, 4, 2, 1, 0], kind, new Generator(42), fraction);
+        Assert.True(Run(ColdSamplerKind.Interpolate, 0).eq(Run(ColdSamplerKind.Improved, 0)).all().item<bool>());
+        Assert.True(Run(ColdSamplerKind.Interpolate, 1).eq(Run(ColdSamplerKind.Naive, 0)).all().item<bool>());
+        Assert.True(Run(ColdSamplerKind.Improved, 0).eq(sources).all().item<bool>());
+    }
+
+    [Fact]
+    public void NoiseIsTheResidualAndLevelZeroIsClean()
+    {
+        using var scope = torch.NewDisposeScope();
+        var x0 = Images(2, 1, 8, 50);
+        var clean = new ColdProcess(Create("fade"));
+        Assert.True(clean.SampleNoise(x0, new Generator(1)).eq(0).all().item<bool>());
+        var noisy = new ColdProcess(Create("fade"), sigma: 0.1);
+        var noise = noisy.SampleNoise(x0, new Generator(1));
+        Assert.True(Math.Abs(noise.std().item<float>() - 0.1) < 0.03);
+        Assert.True(noisy.Corrupt(x0, 0, noise).eq(x0).all().item<bool>());
+        var xt = noisy.Corrupt(x0, 3, noise);
+        Assert.True(MaxAbs(noisy.InferNoise(x0, xt, 3), noise) < 1e-6);
+        Assert.Throws<UdmException>(() => noisy.SamplePrior([1, 1, 8, 8], torch.CPU, null));
+        Assert.Throws<UdmException>(() => new ColdProcess(Create("fade"), sigma: -1));
+    }
+
+    [Fact]
+    public void SamplerNamesParse()
+    {
+        foreach (var name in ColdSampling.Names) Assert.Equal(name, ColdSampling.Name(ColdSampling.Parse(name)));
+        Assert.Throws<UdmException>(() => ColdSampling.Parse("ddim"));
+        Assert.Throws<UdmException>(() => ColdSampling.Kernel(ColdSamplerKind.Interpolate, 1.5));
+    }
+
+    [Fact]
+    public void DirectIsOnePassOfTheRestorer()
+    {
+        using var scope = torch.NewDisposeScope();
+        var degradation = Create("mask");
+        var sources = Images(8, 1, 8, 60);
+        var oracle = new NearestSourceOracle(degradation, sources);
+        var direct = ColdSampling.Direct(oracle, degradation.Apply(sources, degradation.Steps), degradation.Steps);
+        Assert.True(direct.eq(sources).all().item<bool>());
+    }
+
+    [Fact]
+    public void GenerationStartsFromThePriorAndTheOracleEndsOnSourceImages()
+    {
+        using var scope = torch.NewDisposeScope();
+        var degradation = Create("blur-circular");
+        var sources = Images(8, 1, 8, 70);
+        var prior = ChannelMeanMixturePrior.Fit(sources, components: 2, seed: 3);
+        var process = new ColdProcess(degradation, prior: prior);
+        var oracle = new NearestSourceOracle(degradation, sources);
+        var samples = ColdSampling.Generate(process, oracle, 5, [1, 8, 8], FullGrid, ColdSamplerKind.Improved, new Generator(71));
+        Assert.Equal([5L, 1, 8, 8], samples.shape);
+        for (int b = 0; b < 5; b++)
+        {
+            var distances = (sources - samples.narrow(0, b, 1)).abs().amax([1, 2, 3]);
+            Assert.Equal(0.0, distances.min().to(ScalarType.Float64).item<double>());
+        }
+
+        var fromData = ColdPrior.FromData(new SmoothImages(16, 8, 72), new FadeDegradation(3)).Sample([4, 1, 8, 8], torch.CPU, new Generator(73));
+        Assert.True((fromData.amax([2, 3]) - fromData.amin([2, 3])).abs().max().to(ScalarType.Float64).item<double>() < 1e-6);
+    }
+}
+
+/// <summary>Live native tensors, counted with the other leak tests (serialised: the count is per thread but scopes are shared).</summary>
+[Collection(nameof(UnifiedDiffusion.Tests.Training.LiveTensorCounting))]
+public sealed class ColdLeakTests
+{
+    private static readonly int[] FullGrid = [6, 5, 4, 3, 2, 1, 0];
+
+    [Fact]
+    public void RestorationLeavesNoLiveTensorsBehind()
+    {
+        var degradation = Create("mask-random");
+        var process = new ColdProcess(degradation, sigma: 0.05);
+        using var sources = Images(8, 1, 8, 80);
+        var oracle = new NearestSourceOracle(degradation, sources);
+        using var start = degradation.Apply(sources, degradation.Steps);
+        foreach (var kind in Enum.GetValues<ColdSamplerKind>())
+            ColdSampling.Restore(process, oracle, start, FullGrid, kind, new Generator(81), 0.5).Dispose(); // warm-up
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        foreach (var kind in Enum.GetValues<ColdSamplerKind>())
+            ColdSampling.Restore(process, oracle, start, FullGrid, kind, new Generator(81), 0.5).Dispose();
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(after - before <= 0, $"{after - before} tensors leaked over three restorations");
+    }
+}
