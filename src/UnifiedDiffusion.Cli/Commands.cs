@@ -90,11 +90,15 @@ internal static class SampleCommand
         var count = Options.Count(64);
         var seed = Options.Seed("the prior and the sampler noise");
         var output = new Option<string?>("--out") { Description = "output file: .png (image grid or scatter plot), .csv (points) or .txt (text); default RUN/samples-SAMPLER-STEPS.EXT" };
+        var inpaint = new Option<string?>("--inpaint") { Description = "image models: a PNG whose pixels are kept where --mask is white; the rest is generated" };
+        var mask = new Option<string?>("--mask") { Description = "with --inpaint: a PNG of the same size, white = keep, black = fill" };
+        var fix = new Option<string?>("--fix") { Description = "text models: fixed characters, as a comma list per position (\"春,,,,,夏,,,,,秋,,,,,冬\") or a template with _ for free positions (\"床前明月光_______________\")" };
         var device = Options.Device();
         var threads = Options.Threads();
-        var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences.")
+        var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences. "
+            + "Cold runs restore held-out images (a sheet of original, degraded, restored rows) unless --generate is given.")
         {
-            run, count, seed, output, device, threads,
+            run, count, seed, output, inpaint, mask, fix, device, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -103,19 +107,40 @@ internal static class SampleCommand
             var request = samplerSet.Build(r);
             int n = Options.Positive(r, count, "--count");
             string runDir = r.GetValue(run)!;
-            var experiment = Experiment.Load(runDir, r.GetValue(device));
+            string? inpaintPath = r.GetValue(inpaint), maskPath = r.GetValue(mask), template = r.GetValue(fix);
+            if ((inpaintPath is null) != (maskPath is null)) throw new UdmException("--inpaint and --mask go together: the image and a mask PNG (white = keep, black = fill).");
+            var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress());
             var model = experiment.Model;
             string sampler = request.Sampler ?? model.DefaultSampler;
             int steps = request.Steps ?? model.DefaultSteps;
             string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.SampleExtension}");
-            using var samples = ProgressView.Run($"sample {sampler}", steps, report =>
-                model.Sample(request, n, r.GetValue(seed), new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") }));
-            model.WriteSamples(path, samples, $"{sampler}, {steps} steps");
-            Console.WriteLine($"wrote {n} samples to {path}");
+            long sampleSeed = r.GetValue(seed);
+            var written = ProgressView.Run($"sample {sampler}", steps, report =>
+            {
+                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
+                if (model is ColdFamilyModel cold && !request.Generate)
+                {
+                    var (originals, degraded, restored) = cold.Restore(request, n, sampleSeed, options);
+                    using (originals) using (degraded) using (restored)
+                    {
+                        if (!path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"--out {path}: image samples are written as a .png grid.");
+                        ColdFamilyModel.WriteRestorationSheet(path, originals, degraded, restored);
+                    }
+                    return "restorations (rows: original, degraded, restored)";
+                }
+                using var samples = template is not null ? model.SampleWithTemplate(request, n, sampleSeed, template, options) : model.Sample(request, n, sampleSeed, options);
+                model.WriteSamples(path, samples, $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}"));
+                return "samples";
+            });
+            Console.WriteLine($"wrote {n} {written} to {path}");
             return 0;
         });
         return command;
     }
+
+    /// <summary>Fetching and reading data can take a while: say so on stderr.</summary>
+    public static IProgress<string> DataProgress() => new SyncProgress<string>(line => Console.Error.WriteLine(line));
 }
 
 internal static class EvalCommand
@@ -130,7 +155,7 @@ internal static class EvalCommand
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (one object per sampler, metric names in snake_case)" };
-        var nll = new Option<bool>("--nll") { Description = "gaussian: also report the negative ELBO of held-out data in bits/dim along the same grid (ddpm, analytic-ddpm)" };
+        var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data: gaussian in bits/dim along the same grid (ddpm, analytic-ddpm); mask and edit in bits/token" };
         var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
@@ -148,7 +173,7 @@ internal static class EvalCommand
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
-            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device));
+            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress());
             var results = new List<EvaluationResult>();
             foreach (var request in requests)
             {
@@ -174,6 +199,8 @@ internal static class EvalCommand
 
     private static EvaluationResult WithNll(EvaluationResult result, SamplerRequest request, Experiment? experiment, Evaluation.Oracle? oracleRun, int n, long s, bool single)
     {
+        if (experiment?.Model is TokenFamilyModel tokens)
+            return result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["nelbo_bits_per_token"] = tokens.HeldOutBitsPerToken(Math.Min(n, 2000), s) } };
         var spec = GaussianFamilyModel.ToSpec(request);
         if (spec.Kind is not (GaussianSamplerKind.Ddpm or GaussianSamplerKind.AnalyticDdpm))
         {
@@ -220,7 +247,7 @@ internal static class MetricsTable
         AnsiConsole.Write(table);
     }
 
-    private static string Format(double v) => Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
+    private static string Format(double v) => v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0") : Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
 }
 
 internal static class RecipesCommand
@@ -232,7 +259,7 @@ internal static class RecipesCommand
         command.SetAction(r =>
         {
             if (r.GetValue(name) is string n) Console.WriteLine(Recipes.Get(n).ToJson());
-            else foreach (var recipe in Recipes.Names) Console.WriteLine($"{recipe,-14}{Recipes.Get(recipe).Data} data, {Recipes.Get(recipe).Training.Steps} steps");
+            else foreach (var recipe in Recipes.Names) Console.WriteLine($"{recipe,-16}{Recipes.Get(recipe).Family,-9}{Recipes.Get(recipe).Data,-14}{Recipes.Get(recipe).Training.Steps,7} steps  {Recipes.Summary(recipe)}");
             return 0;
         });
         return command;

@@ -39,8 +39,10 @@ internal static class Options
         private readonly Option<string?> _order = new("--order") { Description = "mask and edit improved samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
         private readonly Option<double> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)", DefaultValueFactory = _ => 0.0 };
         private readonly Option<int?> _label = new("--label") { Description = "class-conditional image models: the class to draw (default: cycle through the classes)" };
+        private readonly Option<bool> _generate = new("--generate") { Description = "cold: generate from the prior over fully degraded images instead of restoring held-out ones" };
+        private readonly Option<double?> _priorNoise = new("--prior-noise") { Description = "cold generation: std of the noise added to prior draws (the paper's 0.002; 0 = none)" };
 
-        public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma, _order, _guidance, _label];
+        public IEnumerable<Option> All => [_sampler, _steps, _eta, _grid, _clip, _gamma, _order, _guidance, _label, _generate, _priorNoise];
 
         /// <summary>With lists allowed (eval): --sampler ddpm,ddim --steps 10,100 gives every combination.</summary>
         public bool AllowLists { get; init; }
@@ -99,6 +101,8 @@ internal static class Options
                 Order = r.GetValue(_order),
                 Guidance = r.GetValue(_guidance),
                 Label = r.GetValue(_label),
+                Generate = r.GetValue(_generate),
+                PriorNoise = r.GetValue(_priorNoise) is { } noise && noise < 0 ? throw new UdmException($"--prior-noise must be 0 or more, got {noise}.") : r.GetValue(_priorNoise),
             };
         }
     }

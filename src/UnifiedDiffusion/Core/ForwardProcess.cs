@@ -45,11 +45,11 @@ public static class ForwardProcessExtensions
         torch.full(batch, t, dtype: ScalarType.Int64, device: device);
 
     /// <summary>F_t(x_0, ε) with one level for the whole batch.</summary>
-    public static Tensor Corrupt(this IForwardProcess process, Tensor x0, int t, Tensor noise) =>
+    public static Tensor CorruptAt(this IForwardProcess process, Tensor x0, int t, Tensor noise) =>
         process.Corrupt(x0, Levels(t, x0.shape[0], x0.device), noise);
 
     /// <summary>F_t⁻¹(x_0, x_t) with one level for the whole batch.</summary>
-    public static Tensor InferNoise(this IForwardProcess process, Tensor x0, Tensor xt, int t)
+    public static Tensor InferNoiseAt(this IForwardProcess process, Tensor x0, Tensor xt, int t)
     {
         if (!process.IsInvertible)
             throw new NotSupportedException($"{process.GetType().Name} cannot infer its noise; use the re-corrupt kernel.");

@@ -38,7 +38,7 @@ public sealed class ReCorruptKernel : IReverseKernel<IPosterior>
     public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
     {
         var x0 = posterior.Draw(generator);
-        return step.IsFinal ? x0 : process.Corrupt(x0, step.S, process.SampleNoise(x0, generator));
+        return step.IsFinal ? x0 : process.CorruptAt(x0, step.S, process.SampleNoise(x0, generator));
     }
 }
 
@@ -53,7 +53,7 @@ public sealed class InvertKernel : IReverseKernel<IPosterior>
     {
         var x0 = posterior.Draw(generator);
         if (step.IsFinal) return x0;
-        return process.Corrupt(x0, step.S, process.InferNoise(x0, xt, step.T));
+        return process.CorruptAt(x0, step.S, process.InferNoiseAt(x0, xt, step.T));
     }
 }
 
@@ -75,8 +75,8 @@ public sealed class InterpolateKernel(Func<int, int, double> noiseFraction) : IR
         double fraction = noiseFraction(step.T, step.S);
         if (fraction < 0 || fraction > 1 || double.IsNaN(fraction))
             throw new ArgumentOutOfRangeException(nameof(noiseFraction), $"σ̃ = {fraction} at t={step.T}→s={step.S}; it must lie in [0, 1].");
-        var inferred = process.InferNoise(x0, xt, step.T);
+        var inferred = process.InferNoiseAt(x0, xt, step.T);
         var noise = fraction == 0 ? inferred : inferred.mul(Math.Sqrt(1 - fraction * fraction)).add_(process.SampleNoise(x0, generator).mul_(fraction));
-        return process.Corrupt(x0, step.S, noise);
+        return process.CorruptAt(x0, step.S, noise);
     }
 }

@@ -67,7 +67,7 @@ public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>
         var x0 = posterior.Mean;
         if (step.IsFinal) return x0;
         var (variance, meanNoiseScale) = StepVariance(step);
-        var mean = x0 * schedule.Signal(step.S) + process.InferNoise(x0, xt, step.T) * meanNoiseScale;
+        var mean = x0 * schedule.Signal(step.S) + process.InferNoiseAt(x0, xt, step.T) * meanNoiseScale;
         return variance > 0 ? mean.add_(torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: generator).mul_(Math.Sqrt(variance))) : mean;
     }
 

@@ -16,34 +16,29 @@ public sealed class Experiment
 {
     private static readonly Lock InitLock = new();
 
-    private Experiment(ExperimentConfig config)
+    private Experiment(ExperimentConfig config, IProgress<string>? progress)
     {
         Config = config;
         Device = ParseDevice(config.Device);
-        Data = ToyData.Create(config.Data);
+        Opened = DataSets.Open(config.Data, config.Text, progress: progress);
         lock (InitLock)
         {
             // Network initialisation draws from the global generator; seed it so a seed fixes the whole run.
             torch.manual_seed(config.Training.Seed);
-            Model = CreateFamily(config, Data, Device);
+            Model = CreateFamily(config, Opened, Device);
         }
         Model.Network.to(Device);
         Model.EmaNetwork.to(Device);
         Model.EmaNetwork.eval();
     }
 
-    private static FamilyModel CreateFamily(ExperimentConfig config, IDataSource data, Device device)
+    private static FamilyModel CreateFamily(ExperimentConfig config, OpenedData data, Device device) => config.Family.ToLowerInvariant() switch
     {
-        switch (config.Family.ToLowerInvariant())
-        {
-            case "gaussian":
-                if (data.SampleShape.Length != 1) throw new UdmException($"data set {data.Name} is not flat; the MLP denoiser needs vectors.");
-                int dimension = (int)data.SampleShape[0];
-                return new GaussianFamilyModel(config, data, new MlpDenoiser(dimension, config.Network), new MlpDenoiser(dimension, config.Network), device);
-            default:
-                throw new UdmException($"family \"{config.Family}\" is not available; use gaussian.");
-        }
-    }
+        "gaussian" => new GaussianFamilyModel(config, data, device),
+        "cold" => new ColdFamilyModel(config, data, device),
+        "mask" or "edit" => new TokenFamilyModel(config, data, device),
+        _ => throw new UdmException($"family \"{config.Family}\" is not available; use gaussian, cold, mask or edit."),
+    };
 
     /// <summary>The configuration.</summary>
     public ExperimentConfig Config { get; }
@@ -52,7 +47,10 @@ public sealed class Experiment
     public Device Device { get; }
 
     /// <summary>The training data.</summary>
-    public IDataSource Data { get; }
+    public IDataSource Data => Opened.Train;
+
+    /// <summary>The training and held-out data.</summary>
+    public OpenedData Opened { get; }
 
     /// <summary>The family-specific half of the run: process, networks, samplers and metrics.</summary>
     public FamilyModel Model { get; }
@@ -85,19 +83,19 @@ public sealed class Experiment
         public const string TensorBoard = "tensorboard";
     }
 
-    /// <summary>A fresh, untrained run.</summary>
-    public static Experiment Create(ExperimentConfig config) => new(config);
+    /// <summary>A fresh, untrained run; real data sets are fetched into the cache first, reported to <paramref name="progress"/>.</summary>
+    public static Experiment Create(ExperimentConfig config, IProgress<string>? progress = null) => new(config, progress);
 
     /// <summary>
     /// Loads a trained run folder (config.json and checkpoint.udm); sampling uses the EMA weights.
     /// <paramref name="device"/> overrides the device the run was trained on.
     /// </summary>
-    public static Experiment Load(string runDir, string? device = null)
+    public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null)
     {
         if (!Directory.Exists(runDir)) throw new UdmException($"run folder {runDir} does not exist; train one with `udm train --out {runDir}`.");
         var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
         if (device is not null) config = config with { Device = device };
-        var experiment = new Experiment(config);
+        var experiment = new Experiment(config, progress);
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");

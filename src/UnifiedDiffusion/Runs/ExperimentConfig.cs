@@ -3,8 +3,44 @@ using System.Text.Json.Serialization;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Gaussian;
 using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Tokens;
+using UnifiedDiffusion.Cold;
 
 namespace UnifiedDiffusion.Runs;
+
+/// <summary>The cold family's settings: F_t(x_0, ε) = D_t(x_0) + σε.</summary>
+/// <param name="Degradation">blur, mask (Gaussian-mask inpainting), superres (repeated 2× pooling) or fade.</param>
+/// <param name="Steps">Levels T (paper's MNIST: 20 for blur, 50 for mask, 3 for superres).</param>
+/// <param name="KernelSize">Blur kernel size (odd).</param>
+/// <param name="BlurStd">Blur kernel std.</param>
+/// <param name="Routine">Blur routine: incremental, constant or exponential.</param>
+/// <param name="Padding">Blur padding: reflect or circular.</param>
+/// <param name="MaskStd">Gaussian-mask growth per level (the paper's kernel std 0.1).</param>
+/// <param name="RandomCentre">Gaussian mask: a random centre per image instead of the image centre.</param>
+/// <param name="Sigma">σ of the added noise (0 = deterministic degradation).</param>
+/// <param name="Loss">Restoration loss: l1 or l2.</param>
+/// <param name="PriorComponents">Generation: components of the Gaussian mixture over per-channel means.</param>
+/// <param name="PriorNoise">Generation: std of the small noise added to prior draws (paper: 0.002; 0 = none).</param>
+public sealed record ColdConfig(
+    string Degradation = "blur",
+    int Steps = 20,
+    int KernelSize = 11,
+    double BlurStd = 7.0,
+    BlurRoutine Routine = BlurRoutine.Constant,
+    BlurPadding Padding = BlurPadding.Reflect,
+    double MaskStd = 0.1,
+    bool RandomCentre = false,
+    double Sigma = 0.0,
+    RestorationLoss Loss = RestorationLoss.L1,
+    int PriorComponents = 10,
+    double PriorNoise = 0.002);
+
+/// <summary>Text data and loss settings.</summary>
+/// <param name="VocabularySize">Cap on the character vocabulary, specials included (rarer characters become [UNK]).</param>
+/// <param name="Window">Moby-Dick window length in characters.</param>
+/// <param name="NameLength">Names are padded to this length; longer names are dropped.</param>
+/// <param name="Weighting">Mask-model loss: meanOverMasked (masked-LM) or elbo (l/t-weighted, a bound on NLL).</param>
+public sealed record TextConfig(int VocabularySize = 3000, int Window = 32, int NameLength = 12, MaskLossWeighting Weighting = MaskLossWeighting.MeanOverMasked);
 
 /// <summary>
 /// Everything that defines a run: the family, the data, the network, the process and the
@@ -12,14 +48,33 @@ namespace UnifiedDiffusion.Runs;
 /// </summary>
 public sealed record ExperimentConfig
 {
-    /// <summary>The model family: "gaussian" (the others arrive with their issues).</summary>
+    /// <summary>The model family: gaussian, cold (images), mask or edit (text).</summary>
     public string Family { get; init; } = "gaussian";
 
-    /// <summary>The data set: a built-in toy set (gmm8, gmm25, moons, swissroll, checkerboard).</summary>
+    /// <summary>
+    /// The data set: a built-in toy set (gmm8, gmm25, moons, swissroll, checkerboard), an image set
+    /// (mnist, fashion-mnist, digits, or idx:FOLDER for your own IDX files), or a text set (wujue,
+    /// qijue, line5, moby-dick, names). Real sets are fetched into the data cache on first use.
+    /// </summary>
     public string Data { get; init; } = "gmm8";
 
-    /// <summary>The MLP denoiser's sizes.</summary>
+    /// <summary>The MLP denoiser's sizes (toy data).</summary>
     public MlpConfig Network { get; init; } = new();
+
+    /// <summary>The UNet's sizes (image data); null takes the defaults.</summary>
+    public UNetConfig? UNet { get; init; }
+
+    /// <summary>The Transformer's sizes (text data); null takes the defaults.</summary>
+    public TransformerConfig? Transformer { get; init; }
+
+    /// <summary>The cold family's degradation and loss; null takes the paper's MNIST blur.</summary>
+    public ColdConfig? Cold { get; init; }
+
+    /// <summary>Text settings (vocabulary cap, window lengths, mask-loss weighting); null takes the defaults.</summary>
+    public TextConfig? Text { get; init; }
+
+    /// <summary>Class-conditional image models: the probability of dropping a label in training (classifier-free guidance).</summary>
+    public double LabelDropout { get; init; } = 0.1;
 
     /// <summary>The Gaussian noise schedule.</summary>
     public ScheduleConfig Schedule { get; init; } = new();

@@ -27,6 +27,12 @@ public sealed record SamplerRequest(string? Sampler = null, int? Steps = null, s
 
     /// <summary>Class label for class-conditional models; null cycles through the classes.</summary>
     public int? Label { get; init; }
+
+    /// <summary>Cold family: generate from the prior instead of restoring degraded held-out images.</summary>
+    public bool Generate { get; init; }
+
+    /// <summary>Cold generation: std of the noise added to prior draws, overriding the config's (0 = none).</summary>
+    public double? PriorNoise { get; init; }
 }
 
 /// <summary>The result of evaluating one sampler: common facts plus the family's own metrics.</summary>
@@ -81,6 +87,34 @@ public abstract class FamilyModel
 
     /// <summary>The default output file extension of <see cref="WriteSamples"/>.</summary>
     public virtual string SampleExtension => ".png";
+
+    /// <summary>
+    /// Sampling options that keep the known pixels of <paramref name="imagePath"/> (where the mask
+    /// PNG is white) and fill the rest: inpainting through the core's fixed part. Families that
+    /// cannot inpaint give a one-line error.
+    /// </summary>
+    public virtual SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>
+        throw new UdmException($"the {Family} family cannot inpaint images; use a gaussian image model (or cold generation).");
+
+    /// <summary>
+    /// Sampling options that keep the characters of a template fixed (given first line, acrostic).
+    /// Families that do not generate text give a one-line error.
+    /// </summary>
+    public virtual Tensor SampleWithTemplate(SamplerRequest request, int count, long seed, string template, SamplingOptions options) =>
+        throw new UdmException($"--fix fixes characters of text; the {Family} family on {Process.GetType().Name} does not generate text (use --inpaint for images).");
+
+    /// <summary>Builds the fixed part of an inpainting request: the image repeated, the mask broadcast over channels.</summary>
+    protected static FixedPart LoadInpainting(string imagePath, string maskPath, int count, long[] sampleShape, Device device)
+    {
+        using var scope = torch.NewDisposeScope();
+        var image = Output.ImageGrid.Load(imagePath, (int)sampleShape[0]);
+        if (image.shape[2] != sampleShape[1] || image.shape[3] != sampleShape[2])
+            throw new UdmException($"--inpaint {imagePath} is {image.shape[3]}×{image.shape[2]} pixels; this model makes {sampleShape[2]}×{sampleShape[1]} images.");
+        var mask = Output.ImageGrid.LoadMask(maskPath, (int)sampleShape[1], (int)sampleShape[2]);
+        var known = image.to(device).expand(count, -1, -1, -1).contiguous();
+        var keep = mask.to(device).expand(count, sampleShape[0], -1, -1).contiguous();
+        return new FixedPart(known.MoveToOuterDisposeScope(), keep.MoveToOuterDisposeScope());
+    }
 
     /// <summary>Called when the weights changed (after training or loading): drop caches derived from them.</summary>
     internal virtual void WeightsChanged(string? runDirectory, long step) { }

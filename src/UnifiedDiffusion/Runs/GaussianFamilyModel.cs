@@ -3,6 +3,7 @@ using TorchSharp;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Data;
 using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Networks;
 using UnifiedDiffusion.Output;
 using static TorchSharp.torch;
 
@@ -11,22 +12,31 @@ namespace UnifiedDiffusion.Runs;
 /// <summary>Hot (Gaussian) diffusion: DDPM, DDIM, DDIM-η and Analytic-DPM over any denoiser network.</summary>
 public sealed class GaussianFamilyModel : FamilyModel
 {
+    private readonly ExperimentConfig _config;
+    private readonly OpenedData _opened;
     private readonly IDataSource _data;
     private readonly Device _device;
+    private readonly LabeledDenoiser? _labeledView;
     private GammaTable? _gamma;
     private string? _runDirectory;
     private long _step;
 
-    internal GaussianFamilyModel(ExperimentConfig config, IDataSource data, nn.Module<Tensor, Tensor, Tensor> network,
-        nn.Module<Tensor, Tensor, Tensor> ema, Device device)
+    internal GaussianFamilyModel(ExperimentConfig config, OpenedData data, Device device)
     {
-        _data = data;
+        _config = config;
+        _opened = data;
+        _data = data.Train;
         _device = device;
         GaussianProcess = new GaussianProcess(NoiseSchedule.Create(config.Schedule));
-        TrainedNetwork = network;
-        SamplingNetwork = ema;
-        TrainingModel = new GaussianPosteriorModel(GaussianProcess, network, config.Prediction, config.ClipSample);
-        Model = new GaussianPosteriorModel(GaussianProcess, ema, config.Prediction, config.ClipSample);
+        (TrainedNetwork, SamplingNetwork) = ImageNetworks.Create(config, data);
+        if (TrainedNetwork is UNet { Config.ClassCount: > 0 } unet)
+        {
+            // A class-conditional UNet: the loss runs through a labelled view (with label dropout).
+            _labeledView = new LabeledDenoiser(unet);
+            TrainingModel = new GaussianPosteriorModel(GaussianProcess, _labeledView, config.Prediction, config.ClipSample);
+        }
+        else TrainingModel = new GaussianPosteriorModel(GaussianProcess, TrainedNetwork, config.Prediction, config.ClipSample);
+        Model = new GaussianPosteriorModel(GaussianProcess, SamplingNetwork, config.Prediction, config.ClipSample);
     }
 
     /// <inheritdoc />
@@ -64,7 +74,9 @@ public sealed class GaussianFamilyModel : FamilyModel
 
     /// <inheritdoc />
     public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) =>
-        DenoisingObjective.Loss(GaussianProcess, TrainingModel, x0, generator);
+        _labeledView is null
+            ? DenoisingObjective.Loss(GaussianProcess, TrainingModel, x0, generator)
+            : ClassConditioning.Loss(_labeledView, x0, labels, generator, _config.LabelDropout, (x, g) => DenoisingObjective.Loss(GaussianProcess, TrainingModel, x, g));
 
     /// <summary>The Gaussian sampler spec of a family-neutral request.</summary>
     public GaussianSamplerSpec Spec(SamplerRequest request)
@@ -77,8 +89,7 @@ public sealed class GaussianFamilyModel : FamilyModel
     public static GaussianSamplerSpec ToSpec(SamplerRequest request, int defaultSteps = 50)
     {
         var kind = GaussianSamplerSpec.ParseKind(request.Sampler ?? "ddim");
-        if (request.Guidance != 0 || request.Label is not null || request.Order is not null)
-            throw new UdmException("--guidance, --label and --order do not apply to this Gaussian model.");
+        if (request.Order is not null) throw new UdmException("--order applies to the mask and edit families, not to Gaussian models.");
         return new GaussianSamplerSpec(kind, request.Steps ?? defaultSteps, request.Eta, request.Grid, request.Analytic);
     }
 
@@ -98,24 +109,48 @@ public sealed class GaussianFamilyModel : FamilyModel
         return _gamma;
     }
 
-    /// <summary>Draws <paramref name="count"/> samples with the given sampler.</summary>
-    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
+    /// <summary>Draws <paramref name="count"/> samples with the given sampler (unconditionally).</summary>
+    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) =>
+        Sample(spec, Model, count, seed, options);
+
+    private Tensor Sample(GaussianSamplerSpec spec, GaussianPosteriorModel model, int count, long seed, SamplingOptions? options)
     {
         var gamma = spec.NeedsGamma ? Gamma(GaussianSampling.Grid(spec, GaussianProcess.Steps)) : null;
-        return GaussianSampling.Sample(GaussianProcess, Model, gamma, spec, count, _data.SampleShape, new Generator((ulong)seed, _device), _device, options);
+        return GaussianSampling.Sample(GaussianProcess, model, gamma, spec, count, _data.SampleShape, new Generator((ulong)seed, _device), _device, options);
     }
 
     /// <inheritdoc />
-    public override Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null) =>
-        Sample(Spec(request), count, seed, options);
+    public override Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
+    {
+        var spec = Spec(request);
+        if (SamplingNetwork is not UNet { Config.ClassCount: > 0 } unet)
+        {
+            if (request.Guidance != 0 || request.Label is not null)
+                throw new UdmException("--guidance and --label need a class-conditional image model (unet.classCount > 0).");
+            return Sample(spec, Model, count, seed, options);
+        }
+        // Class-conditional: the given class, or the classes in turn; guided by the scale w.
+        int classes = unet.Config.ClassCount;
+        if (request.Label is { } label && (label < 0 || label >= classes))
+            throw new UdmException($"--label {label} is out of range; this model has classes 0..{classes - 1}.");
+        using var labels = request.Label is { } fixedLabel
+            ? torch.full(count, fixedLabel, dtype: ScalarType.Int64, device: _device)
+            : torch.arange(count, dtype: ScalarType.Int64, device: _device).remainder(classes);
+        using var guided = new GuidedDenoiser(unet, labels, request.Guidance);
+        var model = new GaussianPosteriorModel(GaussianProcess, guided, _config.Prediction, _config.ClipSample);
+        return Sample(spec, model, count, seed, options);
+    }
 
     /// <inheritdoc />
     public override EvaluationResult Evaluate(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
         var spec = Spec(request);
         var clock = Stopwatch.StartNew();
-        using var samples = Sample(spec, count, seed, options);
-        return Evaluation.Result(samples, _data, spec, seed, clock.Elapsed.TotalSeconds);
+        using var samples = Sample(request, count, seed, options);
+        double seconds = clock.Elapsed.TotalSeconds;
+        if (_opened.Kind != DataKind.Images) return Evaluation.Result(samples, _data, spec, seed, seconds);
+        var judge = ImageJudge.For((ImageDataset)_opened.Train, (ImageDataset)_opened.Test);
+        return new EvaluationResult(_data.Name, Family, Evaluation.DisplayName(spec), spec.Steps, count, seconds, judge.Generation(samples));
     }
 
     /// <summary>The negative ELBO in bits/dim of held-out data along the request's grid (ddpm and analytic-ddpm).</summary>
@@ -123,9 +158,21 @@ public sealed class GaussianFamilyModel : FamilyModel
         Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
 
     /// <inheritdoc />
+    public override SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>
+        _opened.Kind == DataKind.Images
+            ? options with { Fixed = LoadInpainting(imagePath, maskPath, count, _data.SampleShape, _device) }
+            : base.Inpaint(imagePath, maskPath, count, options);
+
+    /// <inheritdoc />
     public override void WriteSamples(string path, Tensor samples, string title)
     {
         string extension = Path.GetExtension(path).ToLowerInvariant();
+        if (_opened.Kind == DataKind.Images)
+        {
+            if (extension != ".png") throw new UdmException($"--out {path}: image samples are written as a .png grid.");
+            ImageGrid.Save(path, samples);
+            return;
+        }
         if (extension == ".csv")
         {
             var rows = samples.to(ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])

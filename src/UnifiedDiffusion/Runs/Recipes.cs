@@ -1,20 +1,65 @@
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Data;
+using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Networks;
 
 namespace UnifiedDiffusion.Runs;
 
-/// <summary>Named, ready-to-train configurations.</summary>
+/// <summary>Named, ready-to-train configurations, with budgets that fit a 2-core CPU.</summary>
 public static class Recipes
 {
-    /// <summary>Recipe names: one per toy data set, plus "demo" (gmm8 on a short budget).</summary>
-    public static IReadOnlyList<string> Names { get; } = [.. ToyData.Names, "demo"];
+    private static readonly Dictionary<string, (string Summary, Func<ExperimentConfig> Create)> Named = new()
+    {
+        ["demo"] = ("gmm8 on a short budget: the main job, ~2 min", () => new ExperimentConfig
+        {
+            Data = "gmm8",
+            Training = new TrainingOptions(Steps: 10_000, BatchSize: 512, LearningRate: 2e-3, EmaDecay: 0.995, CheckpointEvery: 2000),
+        }),
+        ["mnist"] = ("Gaussian diffusion on MNIST, UNet 32-64-64 with attention at 7×7", () => new ExperimentConfig
+        {
+            Data = "mnist",
+            UNet = new UNetConfig(),
+            ClipSample = 1.0,
+            Training = ImageTraining(6000),
+        }),
+        ["mnist-cond"] = ("class-conditional Gaussian diffusion on MNIST with classifier-free guidance", () => new ExperimentConfig
+        {
+            Data = "mnist",
+            UNet = new UNetConfig(ClassCount: 10),
+            ClipSample = 1.0,
+            Training = ImageTraining(6000),
+        }),
+        ["digits"] = ("Gaussian diffusion on the 8×8 digits, a small UNet", () => new ExperimentConfig
+        {
+            Data = "digits",
+            UNet = new UNetConfig(BaseChannels: 32, ChannelMultipliers: [1, 2], AttentionAtLowest: false),
+            ClipSample = 1.0,
+            Training = ImageTraining(4000),
+        }),
+        ["mnist-blur"] = ("cold diffusion on MNIST: Gaussian blur, T=20, kernel 11, std 7, constant (the paper's setting)", () => Cold(new ColdConfig())),
+        ["mnist-inpaint"] = ("cold diffusion on MNIST: Gaussian-mask inpainting, T=50, kernel std 0.1", () => Cold(new ColdConfig(Degradation: "mask", Steps: 50))),
+        ["mnist-superres"] = ("cold diffusion on MNIST: super-resolution by repeated 2× pooling, T=2 (28 → 7)", () => Cold(new ColdConfig(Degradation: "superres", Steps: 2))),
+        ["mnist-fade"] = ("cold diffusion on MNIST: fading towards the mean, T=20", () => Cold(new ColdConfig(Degradation: "fade", Steps: 20))),
+        ["wujue-mask"] = ("mask model on 五言绝句 (20 characters, Tang and Song)", () => Text("wujue", "mask")),
+        ["wujue-edit"] = ("edit model on 五言绝句", () => Text("wujue", "edit")),
+        ["moby-mask"] = ("mask model on Moby-Dick windows of 32 characters", () => Text("moby-dick", "mask")),
+        ["moby-edit"] = ("edit model on Moby-Dick windows", () => Text("moby-dick", "edit")),
+        ["names-mask"] = ("mask model on English first names, padded to 12", () => Text("names", "mask")),
+        ["names-edit"] = ("edit model on English first names", () => Text("names", "edit")),
+    };
+
+    /// <summary>Recipe names: one per toy data set, then the named image and text recipes.</summary>
+    public static IReadOnlyList<string> Names { get; } = [.. ToyData.Names, .. Named.Keys];
+
+    /// <summary>A one-line summary of a recipe.</summary>
+    public static string Summary(string name) =>
+        Named.TryGetValue(name.Trim().ToLowerInvariant(), out var entry) ? entry.Summary : $"{name} toy data, Gaussian diffusion with an MLP";
 
     /// <summary>The recipe of that name.</summary>
     public static ExperimentConfig Get(string name)
     {
         string key = name.Trim().ToLowerInvariant();
-        if (key == "demo")
-            return new ExperimentConfig { Data = "gmm8", Training = new TrainingOptions(Steps: 10_000, BatchSize: 512, LearningRate: 2e-3, EmaDecay: 0.995, CheckpointEvery: 2000) };
+        if (Named.TryGetValue(key, out var entry)) return entry.Create();
         if (ToyData.Names.Contains(key))
             return new ExperimentConfig { Data = key, Training = new TrainingOptions(Steps: 20_000, BatchSize: 512, LearningRate: 1e-3, EmaDecay: 0.999) };
         throw new UdmException($"unknown recipe \"{name}\": use one of {string.Join(", ", Names)}, or a path to a JSON config.");
@@ -25,4 +70,25 @@ public static class Recipes
         nameOrPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || File.Exists(nameOrPath)
             ? ExperimentConfig.Load(nameOrPath)
             : Get(nameOrPath);
+
+    private static TrainingOptions ImageTraining(int steps) =>
+        new(Steps: steps, BatchSize: 64, LearningRate: 1e-3, WarmupSteps: 200, EmaDecay: 0.995, CheckpointEvery: 500, LogEvery: 25);
+
+    private static ExperimentConfig Cold(ColdConfig cold) => new()
+    {
+        Family = "cold",
+        Data = "mnist",
+        UNet = new UNetConfig(AttentionAtLowest: false),
+        Cold = cold,
+        Training = ImageTraining(4000),
+    };
+
+    private static ExperimentConfig Text(string data, string family) => new()
+    {
+        Family = family,
+        Data = data,
+        Transformer = new TransformerConfig(Dimension: 256, Layers: 4, Heads: 4, FeedForward: 1024, Dropout: 0.1),
+        Text = new TextConfig(VocabularySize: 5000),
+        Training = new TrainingOptions(Steps: 8000, BatchSize: 128, LearningRate: 5e-4, WarmupSteps: 300, EmaDecay: 0.999, CheckpointEvery: 1000, LogEvery: 25),
+    };
 }

@@ -25,7 +25,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var process = new ColdProcess(Create(name));
         var x0 = Images(3, 3, 8, 10);
         int t = process.Steps, s = t - 2;
-        var xt = process.Corrupt(x0, t, process.SampleNoise(x0, new Generator(1)));
+        var xt = process.CorruptAt(x0, t, process.SampleNoise(x0, new Generator(1)));
         Assert.True(xt.eq(process.Degradation.Apply(x0, t)).all().item<bool>());
         var step = new ReverseStep(t, s, 0, [t, s, 0]);
         var xs = new InvertKernel().Step(process, xt, step, new PointPosterior(x0), null);
@@ -99,7 +99,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var process = new ColdProcess(degradation, sigma: 0.05);
         var sources = Images(8, 1, 8, 40);
         var oracle = new NearestSourceOracle(degradation, sources);
-        var start = process.Corrupt(sources, process.Steps, process.SampleNoise(sources, new Generator(41)));
+        var start = process.CorruptAt(sources, process.Steps, process.SampleNoise(sources, new Generator(41)));
         Tensor Run(ColdSamplerKind kind, double fraction) =>
             ColdSampling.Restore(process, oracle, start, [6, 4, 2, 1, 0], kind, new Generator(42), fraction);
         Assert.True(Run(ColdSamplerKind.Interpolate, 0).eq(Run(ColdSamplerKind.Improved, 0)).all().item<bool>());
@@ -117,9 +117,9 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var noisy = new ColdProcess(Create("fade"), sigma: 0.1);
         var noise = noisy.SampleNoise(x0, new Generator(1));
         Assert.True(Math.Abs(noise.std().item<float>() - 0.1) < 0.03);
-        Assert.True(noisy.Corrupt(x0, 0, noise).eq(x0).all().item<bool>());
-        var xt = noisy.Corrupt(x0, 3, noise);
-        Assert.True(MaxAbs(noisy.InferNoise(x0, xt, 3), noise) < 1e-6);
+        Assert.True(noisy.CorruptAt(x0, 0, noise).eq(x0).all().item<bool>());
+        var xt = noisy.CorruptAt(x0, 3, noise);
+        Assert.True(MaxAbs(noisy.InferNoiseAt(x0, xt, 3), noise) < 1e-6);
         Assert.Throws<UdmException>(() => noisy.SamplePrior([1, 1, 8, 8], torch.CPU, null));
         Assert.Throws<UdmException>(() => new ColdProcess(Create("fade"), sigma: -1));
     }

@@ -83,7 +83,7 @@ public sealed class TokenProcessTests
         using var scope = torch.NewDisposeScope();
         var process = new MaskProcess(L);
         var x0 = Data(32, 8);
-        var xt = process.Corrupt(x0, 9, process.SampleNoise(x0, new Generator(9)));
+        var xt = process.CorruptAt(x0, 9, process.SampleNoise(x0, new Generator(9)));
         var posterior = new CategoricalPosterior(nn.functional.one_hot(x0, V).to(ScalarType.Float32));
         foreach (var order in new[] { FillOrder.Random, FillOrder.Confident })
         {
@@ -100,7 +100,7 @@ public sealed class TokenProcessTests
         using var scope = torch.NewDisposeScope();
         var process = new EditProcess(L, V);
         var x0 = Data(32, 10);
-        var xt = process.Corrupt(x0, 6, process.SampleNoise(x0, new Generator(11)));
+        var xt = process.CorruptAt(x0, 6, process.SampleNoise(x0, new Generator(11)));
         var posterior = new CategoricalPosterior(nn.functional.one_hot(x0, V).to(ScalarType.Float32));
         foreach (bool greedy in new[] { false, true })
         {
