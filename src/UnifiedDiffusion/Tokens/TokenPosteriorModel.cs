@@ -72,11 +72,21 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
         return logits.masked_fill(suppressed, float.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// The marginals. For the mask process an unmasked position is known exactly, so its marginal
+    /// is the point mass on x_t's token (as MDLM's "carry-over" parameterisation); a draw of x̂_0
+    /// then always agrees with x_t there, for every kernel.
+    /// </summary>
     public CategoricalPosterior Predict(Tensor xt, Tensor t)
     {
         using var scope = torch.NewDisposeScope();
-        return new CategoricalPosterior(Logits(xt, t).softmax(2).MoveToOuterDisposeScope());
+        var probabilities = Logits(xt, t).softmax(2);
+        if (_process is MaskProcess mask)
+        {
+            var carried = nn.functional.one_hot(xt, VocabSize).to(probabilities.dtype);
+            probabilities = torch.where(xt.eq(mask.MaskId).unsqueeze(2), probabilities, carried);
+        }
+        return new CategoricalPosterior(probabilities.MoveToOuterDisposeScope());
     }
 
     /// <summary>

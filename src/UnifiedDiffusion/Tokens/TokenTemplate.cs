@@ -77,3 +77,22 @@ public sealed class TokenTemplate
     /// </summary>
     public int[] Grid(int steps, TimeSpacing spacing = TimeSpacing.Trailing) => TimeGrid.Create(FreeCount, Math.Min(steps, FreeCount), spacing);
 }
+
+/// <summary>
+/// Makes a posterior model respect a fixed part: at fixed positions the marginal becomes the point
+/// mass on the known token. The sampler already keeps known tokens; this also tells the kernels:
+/// the edit kernel then gives those positions w_i = 0 and never spends a repair on them, and the
+/// number of repairs per step stays t − s on the free positions. The network itself is unchanged.
+/// </summary>
+public sealed class ConstrainedPosteriorModel(IPosteriorModel<CategoricalPosterior> inner, FixedPart fixedPart) : IPosteriorModel<CategoricalPosterior>
+{
+    /// <inheritdoc />
+    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    {
+        using var scope = torch.NewDisposeScope();
+        var probabilities = inner.Predict(xt, t).Probabilities;
+        var known = nn.functional.one_hot(fixedPart.Known.to(ScalarType.Int64), probabilities.shape[2]).to(probabilities.dtype);
+        var mask = fixedPart.Mask.to(ScalarType.Bool).unsqueeze(-1);
+        return new CategoricalPosterior(torch.where(mask, known, probabilities).MoveToOuterDisposeScope());
+    }
+}

@@ -207,6 +207,14 @@ public sealed class TokenModelTests(ITestOutputHelper output)
         Assert.True(last < 0.8 * first, $"loss did not fall: {first:F3} → {last:F3}");
         var posterior = model.Predict(process.SamplePrior([2, 16], torch.CPU, null), ForwardProcessExtensions.Levels(16, 2, torch.CPU));
         Assert.Equal(0.0, posterior.Probabilities[.., .., Vocabulary.MaskId].sum().item<float>());
+        // With a fixed part the network is conditioned on the actual number of masks, not the grid's level,
+        // and an unmasked position's marginal is the point mass on its token.
+        var partial = data.Sample(2, new Generator(3));
+        partial[.., ..10] = Vocabulary.MaskId;
+        var grid = ForwardProcessExtensions.Levels(16, 2, torch.CPU);
+        Assert.Equal([10L, 10L], model.ConditioningLevel(partial, grid).data<long>().ToArray());
+        var carried = model.Predict(partial, grid).Probabilities.gather(2, partial.unsqueeze(2)).squeeze(2)[.., 10..];
+        Assert.True(carried.eq(1).all().item<bool>());
         var samples = new Sampler<CategoricalPosterior>(process, model, new MaskImproveKernel(FillOrder.Confident))
             .Sample([4, 16], TimeGrid.Create(16, 4, TimeSpacing.Trailing), torch.CPU, new Generator(2));
         Assert.False(samples.eq(Vocabulary.MaskId).any().item<bool>());

@@ -131,4 +131,30 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         Assert.Equal(1.0, bcd + bba, 6);
         Assert.InRange(bcd, 0.6 - 0.03, 0.6 + 0.03); // sd √(0.24/4000) = 0.0077: ±4 sd
     }
+
+    /// <summary>
+    /// Edit infilling: the unconstrained oracle at x_t = BAA, t = 2 believes position 0 may be wrong
+    /// (AAB, CDA and DAB are consistent), so the kernel spends some repairs there, which the sampler
+    /// then undoes. Constrained to the template "B__", position 0 gets w = 0: every row repairs
+    /// exactly one free position and keeps the known B.
+    /// </summary>
+    [Fact]
+    public void ConstrainedEditKernelRepairsOnlyFreePositions()
+    {
+        var (strings, p) = TokenToys.Small();
+        var process = new EditProcess(3, 7);
+        var oracle = TokenToys.Oracle((strings, p), process, 7);
+        using var scope = torch.NewDisposeScope();
+        var template = TokenTemplate.Parse("B__", Vocabulary.Build(["ABCD"]), 3); // ids A = 3 … D = 6, as the toy
+        var fixedPart = template.ToFixedPart(2000);
+        var xt = torch.tensor(new long[] { 4, 3, 3 }).unsqueeze(0).expand(2000, 3).contiguous();
+        var t = ForwardProcessExtensions.Levels(2, 2000, torch.CPU);
+        var step = new ReverseStep(2, 1, 0, [2, 1, 0]);
+        var kernel = new EditImproveKernel();
+        var free = kernel.Step(process, xt, step, oracle.Predict(xt, t), new Generator(1));
+        Assert.True(free[.., 0].ne(4).any().item<bool>(), "the unconstrained oracle never repaired position 0");
+        var constrained = kernel.Step(process, xt, step, new ConstrainedPosteriorModel(oracle, fixedPart).Predict(xt, t), new Generator(1));
+        Assert.True(constrained[.., 0].eq(4).all().item<bool>());
+        Assert.True(constrained.ne(xt).sum(1).eq(1).all().item<bool>());
+    }
 }
