@@ -140,7 +140,9 @@ public sealed class TokenFamilyModel : FamilyModel
             options = options with { Fixed = fixedPart };
         }
         else grid = TimeGrid.Parse(request.Grid == "leading" ? "trailing" : request.Grid, Length, steps);
-        using var cached = new CachingPosteriorModel(Model, levelFromInput: TokenProcess is MaskProcess);
+        // Known tokens are certain: otherwise the edit kernel could spend its repairs on them.
+        IPosteriorModel<CategoricalPosterior> model = options.Fixed is { } known ? new ConstrainedPosteriorModel(Model, known) : Model;
+        using var cached = new CachingPosteriorModel(model, levelFromInput: TokenProcess is MaskProcess);
         var sampler = new Sampler<CategoricalPosterior>(TokenProcess, cached, kernel);
         var result = sampler.Sample([count, Length], grid, _device, new Generator((ulong)seed, _device), options);
         LastEvaluations = (cached.Evaluations, cached.Saved);

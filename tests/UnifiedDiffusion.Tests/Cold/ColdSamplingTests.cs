@@ -23,7 +23,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     {
         using var scope = torch.NewDisposeScope();
         var process = new ColdProcess(Create(name));
-        var x0 = Images(3, 3, 8, 10);
+        var x0 = RandomImages(3, 3, 8, 10);
         int t = process.Steps, s = t - 2;
         var xt = process.CorruptAt(x0, t, process.SampleNoise(x0, new Generator(1)));
         Assert.True(xt.eq(process.Degradation.Apply(x0, t)).all().item<bool>());
@@ -42,7 +42,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         var degradation = Create(degradationName);
         var process = new ColdProcess(degradation);
-        var sources = Images(8, 1, 8, 20);
+        var sources = RandomImages(8, 1, 8, 20);
         var oracle = new NearestSourceOracle(degradation, sources);
         var truth = sources.index_select(0, Levels(3, 0, 7, 5, 1, 6, 2, 4, 3, 3));
         var start = degradation.Apply(truth, degradation.Steps);
@@ -63,7 +63,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         var degradation = Create("blur-circular");
         var process = new ColdProcess(degradation);
-        var sources = Images(8, 1, 8, 30);
+        var sources = RandomImages(8, 1, 8, 30);
         var pattern = torch.randn([1, 1, 8, 8], generator: new Generator(31));
         Func<Tensor, Tensor, Tensor> error = kind == "offset"
             ? (_, _) => pattern * 0.2 + 0.3
@@ -97,7 +97,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         var degradation = Create("blur-circular");
         var process = new ColdProcess(degradation, sigma: 0.05);
-        var sources = Images(8, 1, 8, 40);
+        var sources = RandomImages(8, 1, 8, 40);
         var oracle = new NearestSourceOracle(degradation, sources);
         var start = process.CorruptAt(sources, process.Steps, process.SampleNoise(sources, new Generator(41)));
         Tensor Run(ColdSamplerKind kind, double fraction) =>
@@ -111,7 +111,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     public void NoiseIsTheResidualAndLevelZeroIsClean()
     {
         using var scope = torch.NewDisposeScope();
-        var x0 = Images(2, 1, 8, 50);
+        var x0 = RandomImages(2, 1, 8, 50);
         var clean = new ColdProcess(Create("fade"));
         Assert.True(clean.SampleNoise(x0, new Generator(1)).eq(0).all().item<bool>());
         var noisy = new ColdProcess(Create("fade"), sigma: 0.1);
@@ -137,7 +137,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create("mask");
-        var sources = Images(8, 1, 8, 60);
+        var sources = RandomImages(8, 1, 8, 60);
         var oracle = new NearestSourceOracle(degradation, sources);
         var direct = ColdSampling.Direct(oracle, degradation.Apply(sources, degradation.Steps), degradation.Steps);
         Assert.True(direct.eq(sources).all().item<bool>());
@@ -148,7 +148,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create("blur-circular");
-        var sources = Images(8, 1, 8, 70);
+        var sources = RandomImages(8, 1, 8, 70);
         var prior = ChannelMeanMixturePrior.Fit(sources, components: 2, seed: 3);
         var process = new ColdProcess(degradation, prior: prior);
         var oracle = new NearestSourceOracle(degradation, sources);
@@ -176,7 +176,7 @@ public sealed class ColdLeakTests
     {
         var degradation = Create("mask-random");
         var process = new ColdProcess(degradation, sigma: 0.05);
-        using var sources = Images(8, 1, 8, 80);
+        using var sources = RandomImages(8, 1, 8, 80);
         var oracle = new NearestSourceOracle(degradation, sources);
         using var start = degradation.Apply(sources, degradation.Steps);
         foreach (var kind in Enum.GetValues<ColdSamplerKind>())

@@ -32,7 +32,7 @@ internal static class Degradations
     }
 
     /// <summary>Images uniform in [−1, 1].</summary>
-    public static Tensor Images(long batch, long channels, long size, ulong seed) =>
+    public static Tensor RandomImages(long batch, long channels, long size, ulong seed) =>
         torch.rand([batch, channels, size, size], generator: new Generator(seed)) * 2 - 1;
 
     public static Tensor Levels(params long[] t) => torch.tensor(t, dtype: ScalarType.Int64);

@@ -18,7 +18,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create(name);
-        var x = Images(4, 3, 8, 1);
+        var x = RandomImages(4, 3, 8, 1);
         Assert.True(degradation.Apply(x, 0).eq(x).all().item<bool>());
         Assert.Equal(x.shape, degradation.Apply(x, degradation.Steps).shape);
         Assert.True(degradation.Apply(x, Levels(0, 1, 0, degradation.Steps)).narrow(0, 0, 1).eq(x.narrow(0, 0, 1)).all().item<bool>());
@@ -30,7 +30,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create(name);
-        var x = Images(4, 3, 8, 2);
+        var x = RandomImages(4, 3, 8, 2);
         // Every image holds values of both signs, so 0 (the mask's target) lies inside its range too.
         var low = x.amin([1, 2, 3], keepdim: true) - Tolerance;
         var high = x.amax([1, 2, 3], keepdim: true) + Tolerance;
@@ -47,7 +47,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create(name);
-        var x = Images(4, 3, 8, 3);
+        var x = RandomImages(4, 3, 8, 3);
         var previous = torch.zeros(4);
         for (int t = 1; t <= degradation.Steps; t++)
         {
@@ -64,7 +64,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var degradation = Create(name);
-        var x = Images(4, 3, 8, 4);
+        var x = RandomImages(4, 3, 8, 4);
         long[] levels = [0, 2, degradation.Steps - 1, degradation.Steps];
         var mixed = degradation.Apply(x, Levels(levels));
         for (int b = 0; b < 4; b++)
@@ -92,7 +92,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var blur = Create("blur-circular");
-        var x = Images(4, 3, 8, 5);
+        var x = RandomImages(4, 3, 8, 5);
         static Tensor Variation(Tensor y) =>
             (y.narrow(2, 1, 7) - y.narrow(2, 0, 7)).abs().sum([1, 2, 3]) + (y.narrow(3, 1, 7) - y.narrow(3, 0, 7)).abs().sum([1, 2, 3]);
         var previous = Variation(x);
@@ -111,7 +111,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var blur = Create("blur-mean");
-        var x = Images(3, 3, 8, 11);
+        var x = RandomImages(3, 3, 8, 11);
         // The mean of the T-fold blur (as the reference code), which differs from x's mean under reflect padding.
         var blurred = new BlurDegradation(4, kernelSize: 3, std: 0.7, BlurRoutine.Constant, BlurPadding.Reflect).Apply(x, 4);
         double error = MaxAbs(blur.Apply(x, blur.Steps), blurred.mean([2, 3], keepdim: true).expand_as(x));
@@ -125,7 +125,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var blur = new BlurDegradation(1, 3, 0.8, BlurRoutine.Constant, BlurPadding.Circular);
-        var x = Images(1, 1, 5, 6);
+        var x = RandomImages(1, 1, 5, 6);
         double[] g = [Math.Exp(-1 / (2 * 0.64)), 1, Math.Exp(-1 / (2 * 0.64))];
         double total = g.Sum();
         var image = x.to(ScalarType.Float64).reshape(5, 5);
@@ -163,7 +163,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var mask = (GaussianMaskDegradation)Create("mask-random");
-        var same = Images(1, 1, 8, 7).expand(6, 1, 8, 8).contiguous();
+        var same = RandomImages(1, 1, 8, 7).expand(6, 1, 8, 8).contiguous();
         var first = mask.Apply(same, 3);
         Assert.True(mask.Apply(same, 3).eq(first).all().item<bool>());
         var centres = mask.Centres(6, 8, 8);
@@ -184,7 +184,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var degradation = new SuperResolutionDegradation(3);
-        var x = Images(2, 3, 8, 8);
+        var x = RandomImages(2, 3, 8, 8);
         var level1 = degradation.Apply(x, 1);
         var block = x.narrow(2, 2, 2).narrow(3, 4, 2).mean([2, 3]);
         Assert.True(MaxAbs(level1.narrow(2, 2, 2).narrow(3, 4, 2), block.reshape(2, 3, 1, 1).expand(2, 3, 2, 2)) < Tolerance);
@@ -196,7 +196,7 @@ public sealed class DegradationTests
     {
         using var scope = torch.NewDisposeScope();
         var fade = new FadeDegradation(4);
-        var x = Images(2, 3, 8, 9);
+        var x = RandomImages(2, 3, 8, 9);
         var mean = x.mean([2, 3], keepdim: true);
         Assert.True(MaxAbs(fade.Apply(x, 1), x * 0.75 + mean * 0.25) < Tolerance);
         Assert.True(MaxAbs(fade.Apply(x, 4), mean.expand_as(x)) < Tolerance);
