@@ -42,8 +42,8 @@ public static class DataSets
         string key = name.Trim().ToLowerInvariant();
         if (ToyData.Names.Contains(key)) return DataKind.Vectors;
         if (ImageNames.Contains(key) || key.StartsWith("idx:", StringComparison.Ordinal)) return DataKind.Images;
-        if (TextNames.Contains(key)) return DataKind.Text;
-        throw new UdmException($"unknown data set \"{name}\": use one of {string.Join(", ", Names)}, or idx:FOLDER for your own IDX files.");
+        if (TextNames.Contains(key) || key.StartsWith("text:", StringComparison.Ordinal)) return DataKind.Text;
+        throw new UdmException($"unknown data set \"{name}\": use one of {string.Join(", ", Names)}, idx:FOLDER for your own IDX files, or text:FILE for your own plain text.");
     }
 
     /// <summary>Opens a data set, fetching it into <paramref name="cache"/> (default: the user's cache) when needed.</summary>
@@ -60,7 +60,7 @@ public static class DataSets
             case DataKind.Images:
                 return OpenImages(name.Trim(), key, cache, progress);
             default:
-                return OpenText(key, text, cache, progress);
+                return OpenText(name.Trim(), key, text, cache, progress);
         }
     }
 
@@ -96,12 +96,17 @@ public static class DataSets
         throw new UdmException($"{folder} has no {stem} (or {stem}.gz); fetch the data again or fix the folder.");
     }
 
-    private static OpenedData OpenText(string key, TextConfig text, DataCache cache, IProgress<string>? progress)
+    private static OpenedData OpenText(string name, string key, TextConfig text, DataCache cache, IProgress<string>? progress)
     {
         TextSplits splits;
         int length;
         switch (key)
         {
+            case var _ when key.StartsWith("text:", StringComparison.Ordinal):
+                // Your own plain text, normalised and cut into windows like Moby-Dick.
+                splits = PlainTextCorpus.Load(name[5..], text.Window);
+                length = text.Window;
+                break;
             case "moby-dick":
                 splits = PlainTextCorpus.Load(Path.Combine(cache.Ensure(key, progress), "data.txt"), text.Window);
                 length = text.Window;

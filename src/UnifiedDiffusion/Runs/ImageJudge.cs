@@ -16,9 +16,15 @@ public sealed class ImageJudge
     private static readonly Lock CacheLock = new();
     private readonly Tensor _referenceFeatures;
 
+    /// <summary>Training steps of the metric classifier (tests lower it).</summary>
+    internal static int ClassifierSteps { get; set; } = 1500;
+
+    /// <summary>Where classifiers are cached; null is the data cache's classifiers/ folder (tests redirect it).</summary>
+    internal static string? ClassifierFolder { get; set; }
+
     private ImageJudge(ImageDataset train, ImageDataset test, string cacheFile, IProgress<string>? progress)
     {
-        Classifier = ImageClassifier.TrainOrLoad(train, cacheFile, seed: 0, progress: progress is null ? null
+        Classifier = ImageClassifier.TrainOrLoad(train, cacheFile, seed: 0, steps: ClassifierSteps, progress: progress is null ? null
             : new Progress<(int Step, int Total, float Loss)>(p => { if (p.Step % 300 == 0) progress.Report($"classifier for metrics: step {p.Step}/{p.Total}, loss {p.Loss:F3}"); }));
         Test = test;
         _referenceFeatures = Classifier.Features(test.Images).DetachFromDisposeScope();
@@ -39,10 +45,10 @@ public sealed class ImageJudge
     {
         lock (CacheLock)
         {
-            string key = $"{train.Name}:{train.Count}";
+            string key = $"{train.Name}:{train.Count}:{ClassifierSteps}:{ClassifierFolder}";
             if (!Cache.TryGetValue(key, out var judge))
             {
-                string folder = Path.Combine(DataCache.DefaultRoot, "classifiers");
+                string folder = ClassifierFolder ?? Path.Combine(DataCache.DefaultRoot, "classifiers");
                 Directory.CreateDirectory(folder);
                 string file = Path.Combine(folder, string.Concat(train.Name.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '_')) + ".bin");
                 Cache[key] = judge = new ImageJudge(train, test, file, progress);

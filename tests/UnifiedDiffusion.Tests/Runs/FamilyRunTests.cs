@@ -1,0 +1,209 @@
+using System.Text.Json;
+using TorchSharp;
+using UnifiedDiffusion.Cli;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Data;
+using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Output;
+using UnifiedDiffusion.Runs;
+using UnifiedDiffusion.Tests.Cli;
+using UnifiedDiffusion.Tokens;
+using Xunit;
+
+namespace UnifiedDiffusion.Tests.Runs;
+
+/// <summary>
+/// Every family end to end through the run layer and the CLI, on fixtures the tests write
+/// themselves (an IDX folder of 8×8 images, a plain-text file): train, checkpoint, reload,
+/// sample, evaluate, and the one-line errors. Budgets are tiny; quality is not asserted here.
+/// </summary>
+[Collection(nameof(FamilyRunCollection))]
+public sealed class FamilyRunTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("udm-family-").FullName;
+
+    public FamilyRunTests()
+    {
+        ImageJudge.ClassifierSteps = 60;
+        ImageJudge.ClassifierFolder = Path.Combine(_root, "classifiers");
+    }
+
+    public void Dispose()
+    {
+        ImageJudge.ClassifierSteps = 1500;
+        ImageJudge.ClassifierFolder = null;
+        Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>64 training and 32 test 8×8 images of two classes: a bright left or right half, with noise.</summary>
+    private string ImageFolder()
+    {
+        string folder = Path.Combine(_root, "idx");
+        Directory.CreateDirectory(folder);
+        var random = new Random(3);
+        foreach (var (prefix, count) in new[] { ("train", 64), ("t10k", 32) })
+        {
+            var pixels = new byte[count * 64];
+            var labels = new byte[count];
+            for (int i = 0; i < count; i++)
+            {
+                labels[i] = (byte)(i % 2);
+                for (int p = 0; p < 64; p++)
+                    pixels[i * 64 + p] = (byte)((p % 8 < 4) == (labels[i] == 0) ? 200 + random.Next(50) : random.Next(50));
+            }
+            Idx.WriteImages(Path.Combine(folder, $"{prefix}-images-idx3-ubyte"), new IdxImages(pixels, count, 8, 8));
+            Idx.WriteLabels(Path.Combine(folder, $"{prefix}-labels-idx1-ubyte"), labels);
+        }
+        return folder;
+    }
+
+    private string TextFile()
+    {
+        string path = Path.Combine(_root, "corpus.txt");
+        var random = new Random(5);
+        string[] words = ["the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"];
+        File.WriteAllText(path, string.Join(' ', Enumerable.Range(0, 3000).Select(_ => words[random.Next(words.Length)])));
+        return path;
+    }
+
+    private static TrainingOptions Tiny(int steps) => new(Steps: steps, BatchSize: 8, LearningRate: 1e-3, WarmupSteps: 1, CheckpointEvery: steps, LogEvery: 1);
+
+    private static readonly UNetConfig TinyUNet = new(BaseChannels: 8, ChannelMultipliers: [1, 2], AttentionAtLowest: false, TimeEmbedding: 16);
+
+    private static (int Code, string Output, string Error) Cli(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var stdout = Console.Out;
+        int code;
+        lock (ConsoleLock.Gate)
+        {
+            Console.SetOut(output);
+            try { code = CommandLine.Run(args, output, error); }
+            finally { Console.SetOut(stdout); }
+        }
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private string WriteConfig(string name, ExperimentConfig config)
+    {
+        string path = Path.Combine(_root, name + ".json");
+        File.WriteAllText(path, config.ToJson());
+        return path;
+    }
+
+    [Fact]
+    public void GaussianImageRunTrainsSamplesAGridInpaintsAndEvaluates()
+    {
+        var config = new ExperimentConfig { Data = "idx:" + ImageFolder(), UNet = TinyUNet with { ClassCount = 2 }, ClipSample = 1.0, Training = Tiny(3) };
+        string run = Path.Combine(_root, "gaussian");
+        Assert.Equal(0, Cli("train", WriteConfig("gaussian", config), "--out", run).Code);
+
+        string grid = Path.Combine(_root, "grid.png");
+        Assert.Equal(0, Cli("sample", "--run", run, "--count", "4", "--steps", "5", "--guidance", "1.5", "--label", "1", "--out", grid).Code);
+        using (var image = ImageGrid.Load(grid, 1)) Assert.True(image.shape[2] > 8 && image.shape[3] > 16);
+
+        // Inpainting: the known (white-mask) pixels come back exactly at t = 0.
+        string source = Path.Combine(_root, "source.png"), mask = Path.Combine(_root, "mask.png"), filled = Path.Combine(_root, "filled.png");
+        using (var one = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)) ImageGrid.Save(source, one, columns: 1, scale: 1, padding: 0);
+        using (var keep = torch.zeros(1, 1, 8, 8)) { keep[.., .., .., ..4] = torch.tensor(1f); ImageGrid.Save(mask, keep * 2 - 1, columns: 1, scale: 1, padding: 0); }
+        Assert.Equal(0, Cli("sample", "--run", run, "--count", "1", "--steps", "5", "--inpaint", source, "--mask", mask, "--out", filled).Code);
+        using (var original = ImageGrid.Load(source, 1))
+        using (var result = ImageGrid.Load(filled, 1))
+        {
+            var cropped = result.narrow(2, 2, 16).narrow(3, 2, 16)[.., .., torch.TensorIndex.Slice(0, 16, 2), torch.TensorIndex.Slice(0, 16, 2)];
+            Assert.True((cropped - original)[.., .., .., ..4].abs().max().item<float>() < 0.02f, "the kept pixels changed");
+        }
+
+        var (code, json, _) = Cli("eval", "--run", run, "--count", "16", "--sampler", "ddim", "--steps", "4", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        Assert.True(doc.RootElement.GetProperty("fid").GetDouble() >= 0);
+        Assert.InRange(doc.RootElement.GetProperty("class_coverage").GetDouble(), 0, 1);
+    }
+
+    [Fact]
+    public void ColdRunRestoresEvaluatesTheBaselinesAndGeneratesFromBlur()
+    {
+        var config = new ExperimentConfig
+        {
+            Family = "cold", Data = "idx:" + ImageFolder(), UNet = TinyUNet,
+            Cold = new ColdConfig(Degradation: "blur", Steps: 4, KernelSize: 5, BlurStd: 2), Training = Tiny(3),
+        };
+        string run = Path.Combine(_root, "cold");
+        var experiment = Experiment.Create(config);
+        experiment.Train(run);
+        var cold = Assert.IsType<ColdFamilyModel>(experiment.Model);
+
+        var (originals, degraded, restored) = cold.Restore(new SamplerRequest("improved"), 6, seed: 1);
+        using (originals) using (degraded) using (restored)
+        {
+            Assert.Equal(originals.shape, restored.shape);
+            Assert.False(degraded.equal(originals).all().item<bool>(), "level T should differ from the data");
+        }
+        var rows = new[] { "degraded", "direct", "improved", "naive" }.Select(s => cold.Evaluate(new SamplerRequest(s), 8, 0)).ToList();
+        Assert.All(rows, r => Assert.Contains("ssim", r.Metrics.Keys));
+        Assert.Equal(0, rows[0].Steps);
+        Assert.Equal(1, rows[1].Steps);
+
+        using var generated = cold.Generate(new SamplerRequest("improved") { PriorNoise = 0.002 }, 5, seed: 2);
+        Assert.Equal([5L, 1, 8, 8], generated.shape);
+
+        Assert.Contains("sigma > 0", Assert.Throws<UdmException>(() => cold.Evaluate(new SamplerRequest("interpolate") { Eta = 0.5 }, 4, 0)).Message);
+        var (code, _, _) = Cli("sample", "--run", run, "--count", "8", "--out", Path.Combine(_root, "sheet.png"));
+        Assert.Equal(0, code);
+    }
+
+    [Theory]
+    [InlineData("mask")]
+    [InlineData("edit")]
+    public void TokenRunTrainsSamplesWithATemplateAndEvaluates(string family)
+    {
+        var config = new ExperimentConfig
+        {
+            Family = family, Data = "text:" + TextFile(), Transformer = new TransformerConfig(Dimension: 32, Layers: 1, Heads: 2, FeedForward: 64),
+            Text = new TextConfig(Window: 12), Training = Tiny(3),
+        };
+        string run = Path.Combine(_root, family);
+        Assert.Equal(0, Cli("train", WriteConfig(family, config), "--out", run).Code);
+
+        string output = Path.Combine(_root, family + ".txt");
+        Assert.Equal(0, Cli("sample", "--run", run, "--count", "6", "--fix", "call me_____", "--out", output).Code);
+        var lines = File.ReadAllLines(output).Where(l => !l.StartsWith('#')).ToList();
+        Assert.Equal(6, lines.Count);
+        Assert.All(lines, l => Assert.StartsWith("call me", l));
+
+        var (code, json, _) = Cli("eval", "--run", run, "--count", "12", "--sampler", "improved,recorrupt", "--nll", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(2, doc.RootElement.GetArrayLength());
+        foreach (var row in doc.RootElement.EnumerateArray())
+        {
+            Assert.True(row.GetProperty("perplexity").GetDouble() > 1);
+            Assert.Equal(12, row.GetProperty("network_evaluations").GetDouble() + row.GetProperty("evaluations_saved").GetDouble());
+            Assert.True(row.GetProperty("nelbo_bits_per_token").GetDouble() > 0);
+        }
+
+        var error = Cli("sample", "--run", run, "--fix", "this template is far too long for twelve");
+        Assert.Equal(CommandLine.UserError, error.Code);
+        Assert.StartsWith("udm: error:", error.Error.Trim());
+        Assert.Single(error.Error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void FamiliesRejectDataAndOptionsTheyCannotUse()
+    {
+        string text = "text:" + TextFile(), images = "idx:" + ImageFolder();
+        Assert.Contains("text", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Family = "cold", Data = text })).Message);
+        Assert.Contains("not a text set", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Family = "mask", Data = images })).Message);
+        Assert.Contains("unknown data set", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Data = "cifar10" })).Message);
+        Assert.Contains("does not exist", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Data = "idx:" + Path.Combine(_root, "nowhere") })).Message);
+        Assert.Contains("classCount", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Data = images, UNet = TinyUNet with { ClassCount = 3 } })).Message);
+        var toy = Experiment.Create(new ExperimentConfig { Data = "gmm8", Training = Tiny(1) });
+        Assert.Contains("class-conditional", Assert.Throws<UdmException>(() => toy.Sample(new SamplerRequest("ddim", 5) { Guidance = 2 }, 4, 0)).Message);
+        Assert.Contains("cannot inpaint", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Family = "edit", Data = text }).Model.Inpaint("a.png", "b.png", 1, new SamplingOptions())).Message);
+    }
+}
+
+[CollectionDefinition(nameof(FamilyRunCollection), DisableParallelization = true)]
+public sealed class FamilyRunCollection;
