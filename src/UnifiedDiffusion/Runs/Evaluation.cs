@@ -31,13 +31,13 @@ public static class Evaluation
     /// <c>analytic-ddpm</c> (DDIM has no likelihood). The decoder is a continuous Gaussian density.
     /// </summary>
     public static double NllBitsPerDim(GaussianProcess process, IPosteriorModel<GaussianPosterior> model, Func<int[], GammaTable> gamma,
-        GaussianSamplerSpec spec, IDataSource data, int count, long seed)
+        GaussianSamplerSpec spec, IDataSource data, int count, long seed, ElboDecoder decoder = ElboDecoder.Continuous)
     {
         var grid = GaussianSampling.Grid(spec, process.Steps);
         var options = spec.Kind switch
         {
-            GaussianSamplerKind.Ddpm => new ElboOptions(ElboVariance.DdpmSmall, ElboDecoder.Continuous),
-            GaussianSamplerKind.AnalyticDdpm => new ElboOptions(ElboVariance.Analytic, ElboDecoder.Continuous,
+            GaussianSamplerKind.Ddpm => new ElboOptions(ElboVariance.DdpmSmall, decoder),
+            GaussianSamplerKind.AnalyticDdpm => new ElboOptions(ElboVariance.Analytic, decoder,
                 new AnalyticKernel(process.Schedule, gamma(grid), (spec.Analytic ?? new AnalyticOptions()) with { Eta = 1, ClipPixels = null })),
             _ => throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood)."),
         };

@@ -138,7 +138,7 @@ public sealed class Experiment
         new(Model.Network, Model.EmaNetwork, Model.Loss, Data, options, Config.ModelIdentity(), Device);
 
     /// <summary>Γ for Analytic-DPM (Gaussian runs); see <see cref="GaussianFamilyModel.Gamma"/>.</summary>
-    public GammaTable Gamma(IEnumerable<int> levels, int samplesPerLevel = 2000) => Gaussian.Gamma(levels, samplesPerLevel);
+    public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null) => Gaussian.Gamma(levels, samplesPerLevel);
 
     /// <summary>Draws <paramref name="count"/> samples with a Gaussian sampler (Gaussian runs).</summary>
     public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) => Gaussian.Sample(spec, count, seed, options);

@@ -97,14 +97,19 @@ public sealed class GaussianFamilyModel : FamilyModel
     /// The Γ table for Analytic-DPM, covering <paramref name="levels"/>: estimated by Monte Carlo
     /// over the training data (with the EMA model) where missing, and stored in the run folder.
     /// </summary>
-    public GammaTable Gamma(IEnumerable<int> levels, int samplesPerLevel = 2000)
+    /// <remarks>
+    /// <paramref name="samplesPerLevel"/> defaults to 2000 for low-dimensional data and 200 for
+    /// images, where each draw already averages ‖ε̂‖² over hundreds of dimensions.
+    /// </remarks>
+    public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null)
     {
+        int perLevel = samplesPerLevel ?? (_data.SampleShape.Aggregate(1L, (a, b) => a * b) >= 64 ? 200 : 2000);
         var needed = levels.Where(t => t > 0).ToArray();
         if (_gamma is null && _runDirectory is not null)
             _gamma = GammaTable.Load(Path.Combine(_runDirectory, Experiment.Files.Gamma), GaussianProcess.Steps, _step);
         _gamma ??= new GammaTable(GaussianProcess.Steps);
         // A fixed seed: the table is a property of the model, not of the sampling seed.
-        if (_gamma.EstimateMissing(Model, GaussianProcess, _data, needed, samplesPerLevel, seed: 12345, _device) && _runDirectory is not null)
+        if (_gamma.EstimateMissing(Model, GaussianProcess, _data, needed, perLevel, seed: 12345, _device) && _runDirectory is not null)
             _gamma.Save(Path.Combine(_runDirectory, Experiment.Files.Gamma), _step);
         return _gamma;
     }
@@ -154,8 +159,10 @@ public sealed class GaussianFamilyModel : FamilyModel
     }
 
     /// <summary>The negative ELBO in bits/dim of held-out data along the request's grid (ddpm and analytic-ddpm).</summary>
-    public double NllBitsPerDim(SamplerRequest request, int count, long seed) =>
-        Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
+    /// <remarks>Images (8-bit, scaled to [−1, 1]) use the 256-bin discretized decoder and held-out images, as the papers report.</remarks>
+    public double NllBitsPerDim(SamplerRequest request, int count, long seed) => _opened.Kind == DataKind.Images
+        ? Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), ((ImageDataset)_opened.Test).Take(count), count, seed, ElboDecoder.Discretized)
+        : Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
 
     /// <inheritdoc />
     public override SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>

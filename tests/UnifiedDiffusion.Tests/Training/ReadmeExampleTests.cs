@@ -35,6 +35,32 @@ public sealed class ReadmeExampleTests : IDisposable
     }
 
     [Fact]
+    public void TokenAndColdExamples()
+    {
+        // Mask model: the Gibbs-like improved sampler with the exact posterior of a small distribution.
+        var mask = new UnifiedDiffusion.Tokens.MaskProcess(length: 3);
+        var oracle = new UnifiedDiffusion.Tokens.FiniteStringOracle([[3, 4, 5], [4, 4, 6], [5, 3, 3]], [0.5, 0.3, 0.2], mask, vocabSize: 7);
+        using var strings = new Sampler<UnifiedDiffusion.Tokens.CategoricalPosterior>(mask, oracle, new UnifiedDiffusion.Tokens.MaskImproveKernel(UnifiedDiffusion.Tokens.FillOrder.Random))
+            .Sample([1000, 3], TimeGrid.Create(3, 3, TimeSpacing.Trailing), torch.CPU, new torch.Generator(1));
+        double tv = oracle.TotalVariation(strings);
+        Assert.True(tv < 3 * oracle.ExpectedSamplingTotalVariation(1000), $"TV {tv}");
+
+        // Cold: deblurring with the improved sampler and the exact restorer of a single image.
+        var cold = new UnifiedDiffusion.Cold.ColdProcess(new UnifiedDiffusion.Cold.BlurDegradation(steps: 20, kernelSize: 11, std: 7));
+        using var image = torch.rand(1, 1, 12, 12, generator: new torch.Generator(2)) * 2 - 1;
+        using var degraded = cold.CorruptAt(image, 20, torch.zeros_like(image));
+        IPosteriorModel<IPosterior> restorer = new ExactRestorer(image);
+        using var restored = UnifiedDiffusion.Cold.ColdSampling.Restore(cold, restorer, degraded, TimeGrid.Create(20, 20, TimeSpacing.Trailing),
+            UnifiedDiffusion.Cold.ColdSamplerKind.Improved, new torch.Generator(0));
+        Assert.True((restored - image).abs().max().item<float>() < 1e-5f);
+    }
+
+    private sealed class ExactRestorer(torch.Tensor image) : IPosteriorModel<IPosterior>
+    {
+        public IPosterior Predict(torch.Tensor xt, torch.Tensor t) => new UnifiedDiffusion.Cold.PointPosterior(image.expand(xt.shape));
+    }
+
+    [Fact]
     public void CoreSamplerLoopWithOracle()
     {
         var process = new GaussianProcess(NoiseSchedule.Create(new ScheduleConfig()));
