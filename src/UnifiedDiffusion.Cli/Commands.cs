@@ -155,13 +155,14 @@ internal static class EvalCommand
         var count = Options.Count(5000);
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (one object per sampler, metric names in snake_case)" };
+        var markdown = new Option<bool>("--markdown") { Description = "print the metrics as a Markdown table (for BENCHMARKS.md)" };
         var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data: gaussian in bits/dim along the same grid (ddpm, analytic-ddpm); mask and edit in bits/token" };
         var device = Options.Device();
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
             + "n-gram perplexity, distinct-n and copy rate for text.")
         {
-            run, oracle, count, seed, json, nll, device, threads,
+            run, oracle, count, seed, json, markdown, nll, device, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -191,6 +192,7 @@ internal static class EvalCommand
                 var objects = results.Select(Flatten).ToList();
                 Console.WriteLine(objects.Count == 1 ? JsonSerializer.Serialize(objects[0], Json) : JsonSerializer.Serialize(objects, Json));
             }
+            else if (r.GetValue(markdown)) Console.Write(MetricsTable.Markdown(results));
             else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : runDir!, results);
             return 0;
         });
@@ -245,6 +247,22 @@ internal static class MetricsTable
             table.AddRow([q.Data, Markup.Escape(q.Sampler), q.Steps.ToString(), q.Count.ToString(),
                 .. metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? Format(v) : "–"), q.Seconds.ToString("F2")]);
         AnsiConsole.Write(table);
+    }
+
+    public static string Markdown(IEnumerable<EvaluationResult> rows)
+    {
+        var list = rows.ToList();
+        var metricNames = list.SelectMany(q => q.Metrics.Keys).Distinct().ToList();
+        var header = new List<string> { "data", "sampler", "steps", "samples" };
+        header.AddRange(metricNames.Select(m => m.Replace('_', ' ') + (LowerIsBetter.Any(m.StartsWith) ? " ↓" : "")));
+        header.Add("seconds");
+        var text = new System.Text.StringBuilder();
+        text.AppendLine("| " + string.Join(" | ", header) + " |");
+        text.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
+        foreach (var q in list)
+            text.AppendLine("| " + string.Join(" | ", new[] { q.Data, q.Sampler, q.Steps.ToString(), q.Count.ToString() }
+                .Concat(metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? Format(v) : "–")).Append(q.Seconds.ToString("F1"))) + " |");
+        return text.ToString();
     }
 
     private static string Format(double v) => v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0") : Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
