@@ -1,0 +1,282 @@
+"""PyTorch twins of the C# networks in src/UnifiedDiffusion/Networks, module for module.
+
+Attribute names are the C# field names without the leading underscore, so a state dict exported by
+WeightExport (bench/pytorch/weights.py) maps 1:1 through `csharp_name` (which only strips a
+leading "_" per path segment, in case TorchSharp keeps it). Masks, suppression and the diffusion
+processes are not part of the networks and are not mirrored here.
+
+    UNet(UNetConfig)                 <-> UnifiedDiffusion.Networks.UNet
+    TextTransformer(vocab, length, TransformerConfig, levels) <-> UnifiedDiffusion.Networks.TextTransformer
+"""
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def csharp_name(name):
+    """Maps a TorchSharp state-dict name to the twin's name (a leading '_' per segment is dropped)."""
+    return ".".join(part[1:] if part.startswith("_") else part for part in name.split("."))
+
+
+def _from_dict(cls, values):
+    """Builds a config dataclass from a dict with the C# property names (unknown keys are ignored)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+# ---------------------------------------------------------------- shared layers (Layers.cs)
+
+class SinusoidalEmbedding(nn.Module):
+    """[B] levels -> [B, dim]: cat(sin(t·f), cos(t·f)), f_i = exp(-i·ln(10000)/half)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        if dim % 2:
+            raise ValueError("embedding width must be even")
+        self.dim = dim
+
+    def forward(self, t):
+        half = self.dim // 2
+        frequencies = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * (-math.log(10000.0) / half))
+        angles = t.to(torch.float32).unsqueeze(1) * frequencies.unsqueeze(0)
+        return torch.cat([angles.sin(), angles.cos()], 1)
+
+
+def group_norm(groups, channels, eps=1e-5):
+    """Layers.GroupNorm: affine ones/zeros (PyTorch already does this)."""
+    return nn.GroupNorm(groups, channels, eps)
+
+
+# ---------------------------------------------------------------- UNet (UNet.cs)
+
+@dataclass
+class UNetConfig:
+    InChannels: int = 1
+    BaseChannels: int = 32
+    ChannelMultipliers: list = field(default_factory=lambda: [1, 2, 2])
+    ResBlocksPerLevel: int = 1
+    AttentionAtLowest: bool = True
+    TimeEmbedding: int = 128
+    ClassCount: int = 0
+    Dropout: float = 0.0
+
+    @staticmethod
+    def from_dict(values):
+        config = _from_dict(UNetConfig, values)
+        if config.ChannelMultipliers is None:
+            config.ChannelMultipliers = [1, 2, 2]
+        return config
+
+
+def groups(channels):
+    """The largest of 8, 4, 2, 1 that divides the channels."""
+    return 8 if channels % 8 == 0 else 4 if channels % 4 == 0 else 2 if channels % 2 == 0 else 1
+
+
+class ResBlock(nn.Module):
+    """h = conv1(silu(norm1(x))) + embedding(silu(e)); h = conv2(dropout(silu(norm2(h)))); h + skip(x)."""
+
+    def __init__(self, inp, out, embedding, dropout):
+        super().__init__()
+        self.norm1 = group_norm(groups(inp), inp)
+        self.conv1 = nn.Conv2d(inp, out, 3, padding=1)
+        self.embedding = nn.Linear(embedding, out)
+        self.norm2 = group_norm(groups(out), out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out, out, 3, padding=1)
+        self.skip = nn.Conv2d(inp, out, 1) if inp != out else None
+
+    def forward(self, x, embedding):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.embedding(F.silu(embedding)).unsqueeze(-1).unsqueeze(-1)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return h + (x if self.skip is None else self.skip(x))
+
+
+class SelfAttention(nn.Module):
+    """Single-head attention over the pixels: x + projection(softmax(qᵀk / √C) v)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.norm = group_norm(groups(channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.projection = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, c, h * w)
+        q = qkv[:, 0].transpose(1, 2)  # [B, N, C]
+        k = qkv[:, 1]                  # [B, C, N]
+        v = qkv[:, 2].transpose(1, 2)  # [B, N, C]
+        weights = torch.softmax(torch.bmm(q, k) * (1.0 / math.sqrt(c)), -1)
+        attended = torch.bmm(weights, v).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.projection(attended)
+
+
+class UNet(nn.Module):
+    """Mirror of UnifiedDiffusion.Networks.UNet (forward(x, t, labels=None))."""
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        self.levels = len(config.ChannelMultipliers)
+        self.blocks = config.ResBlocksPerLevel
+        embedding = 4 * config.BaseChannels
+        self.timeFeatures = SinusoidalEmbedding(config.TimeEmbedding)
+        self.timeMlp = nn.Sequential(nn.Linear(config.TimeEmbedding, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
+        self.classEmbedding = nn.Embedding(config.ClassCount + 1, embedding) if config.ClassCount > 0 else None
+        self.input = nn.Conv2d(config.InChannels, config.BaseChannels, 3, padding=1)
+
+        down, downsample, skips = [], [], []
+        channels = config.BaseChannels
+        skips.append(channels)
+        for level in range(self.levels):
+            width = config.BaseChannels * config.ChannelMultipliers[level]
+            for _ in range(self.blocks):
+                down.append(ResBlock(channels, width, embedding, config.Dropout))
+                channels = width
+                skips.append(channels)
+            if level < self.levels - 1:
+                downsample.append(nn.Conv2d(channels, channels, 3, stride=2, padding=1))
+                skips.append(channels)
+        self.middle1 = ResBlock(channels, channels, embedding, config.Dropout)
+        self.attention = SelfAttention(channels) if config.AttentionAtLowest else None
+        self.middle2 = ResBlock(channels, channels, embedding, config.Dropout)
+
+        up, upsample = [], []
+        for level in range(self.levels - 1, -1, -1):
+            width = config.BaseChannels * config.ChannelMultipliers[level]
+            for _ in range(self.blocks + 1):
+                up.append(ResBlock(channels + skips.pop(), width, embedding, config.Dropout))
+                channels = width
+            if level > 0:
+                upsample.append(nn.Conv2d(channels, channels, 3, padding=1))
+        self.down = nn.ModuleList(down)
+        self.downsample = nn.ModuleList(downsample)
+        self.up = nn.ModuleList(up)
+        self.upsample = nn.ModuleList(upsample)
+        self.outNorm = group_norm(groups(channels), channels)
+        self.output = nn.Conv2d(channels, config.InChannels, 3, padding=1)
+
+    @property
+    def null_label(self):
+        return self.config.ClassCount
+
+    def forward(self, x, t, labels=None):
+        embedding = self.timeMlp(self.timeFeatures(t))
+        if self.classEmbedding is not None:
+            classes = labels if labels is not None else torch.full((x.shape[0],), self.null_label, dtype=torch.int64, device=x.device)
+            embedding = embedding + self.classEmbedding(classes)
+        elif labels is not None:
+            raise ValueError("class labels were given to an unconditional UNet")
+
+        h = self.input(x)
+        skips = [h]
+        block = 0
+        for level in range(self.levels):
+            for _ in range(self.blocks):
+                h = self.down[block](h, embedding)
+                block += 1
+                skips.append(h)
+            if level < self.levels - 1:
+                h = self.downsample[level](h)
+                skips.append(h)
+        h = self.middle1(h, embedding)
+        if self.attention is not None:
+            h = self.attention(h)
+        h = self.middle2(h, embedding)
+        block = upsampler = 0
+        for level in range(self.levels - 1, -1, -1):
+            for _ in range(self.blocks + 1):
+                h = self.up[block](torch.cat([h, skips.pop()], 1), embedding)
+                block += 1
+            if level > 0:
+                target = skips[-1]
+                h = F.interpolate(h, size=(target.shape[2], target.shape[3]), mode="nearest")
+                h = self.upsample[upsampler](h)
+                upsampler += 1
+        return self.output(F.silu(self.outNorm(h)))
+
+
+# ---------------------------------------------------------------- TextTransformer (TextTransformer.cs)
+
+@dataclass
+class TransformerConfig:
+    Dimension: int = 256
+    Layers: int = 4
+    Heads: int = 4
+    FeedForward: int = 1024
+    Dropout: float = 0.1
+
+    @staticmethod
+    def from_dict(values):
+        return _from_dict(TransformerConfig, values)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: x + drop(proj(MHA(LN(x)))), then h + drop(down(gelu(up(LN(h)))))."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.heads = config.Heads
+        self.norm1 = nn.LayerNorm(config.Dimension)
+        self.norm2 = nn.LayerNorm(config.Dimension)
+        self.qkv = nn.Linear(config.Dimension, 3 * config.Dimension)
+        self.projection = nn.Linear(config.Dimension, config.Dimension)
+        self.up = nn.Linear(config.Dimension, config.FeedForward)
+        self.down = nn.Linear(config.FeedForward, config.Dimension)
+        self.dropout = nn.Dropout(config.Dropout)
+
+    def forward(self, x):
+        b, l, d = x.shape
+        dh = d // self.heads
+        qkv = self.qkv(self.norm1(x)).reshape(b, l, 3, self.heads, dh).permute(2, 0, 3, 1, 4)  # [3, B, H, L, dh]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attention = (q.matmul(k.transpose(-2, -1)) / math.sqrt(dh)).softmax(-1)
+        mixed = attention.matmul(v).transpose(1, 2).reshape(b, l, d)
+        h = x + self.dropout(self.projection(mixed))
+        return h + self.dropout(self.down(F.gelu(self.up(self.norm2(h)))))
+
+
+class TextTransformer(nn.Module):
+    """(tokens int64 [B, L], level int64 [B]) -> logits [B, L, V]; levels are clamped to 0..levels."""
+
+    def __init__(self, vocab_size, length, config: TransformerConfig, levels):
+        super().__init__()
+        self.length = length
+        self.max_level = levels
+        self.tokens = nn.Embedding(vocab_size, config.Dimension)
+        self.positions = nn.Embedding(length, config.Dimension)
+        self.levels = nn.Embedding(levels + 1, config.Dimension)
+        self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.Layers)])
+        self.final = nn.LayerNorm(config.Dimension)
+        self.output = nn.Linear(config.Dimension, vocab_size)
+        with torch.no_grad():
+            for embedding in (self.tokens, self.positions, self.levels):
+                nn.init.normal_(embedding.weight, 0, 0.02)
+
+    def forward(self, tokens, level):
+        positions = torch.arange(self.length, dtype=torch.int64, device=tokens.device)
+        h = self.tokens(tokens) + self.positions(positions).unsqueeze(0) \
+            + self.levels(level.to(torch.int64).clamp(0, self.max_level)).unsqueeze(1)
+        for block in self.blocks:
+            h = block(h)
+        return self.output(self.final(h))
+
+
+def parameter_count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def build(model, config):
+    """The twin for `model` ("unet" or "transformer") from a dict with the C# property names
+    (the transformer also needs VocabSize, Length and Levels)."""
+    if model == "unet":
+        return UNet(UNetConfig.from_dict(config))
+    if model == "transformer":
+        return TextTransformer(int(config["VocabSize"]), int(config["Length"]), TransformerConfig.from_dict(config),
+                               int(config.get("Levels", config["Length"])))
+    raise ValueError(f"unknown model {model!r}; use unet or transformer")
