@@ -7,7 +7,10 @@ saved input and compares with the saved output: pass if max |diff| <= tolerance 
 
     OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/pytorch/check_parity.py /tmp/parity/unet-mnist \
         --model unet --config '{"BaseChannels": 24}'
-Exit code 0 on a pass, 1 on a mismatch. Prints one JSON object.
+The exports (unet-mnist: the mnist recipe; unet-cond: every UNetConfig option; unet-plain: no
+attention; transformer: the text recipes), batch 4, fixed seeds, come from the C# tests:
+    UDM_PARITY_DIR=/tmp/parity dotnet test tests/UnifiedDiffusion.Tests --filter Category=Parity
+and, with export.json present, FOLDER alone is enough. Exit code 0 on a pass, 1 on a mismatch. Prints one JSON object.
 """
 import argparse, json, os, sys
 

@@ -1,8 +1,8 @@
 """PyTorch twins of the C# networks in src/UnifiedDiffusion/Networks, module for module.
 
-Attribute names are the C# field names without the leading underscore, so a state dict exported by
-WeightExport (bench/pytorch/weights.py) maps 1:1 through `csharp_name` (which only strips a
-leading "_" per path segment, in case TorchSharp keeps it). Masks, suppression and the diffusion
+Attribute names are the C# field names without the leading underscore. TorchSharp 0.107 keeps the
+underscore in state-dict names ("_down.0._conv1.weight"), so a state dict exported by WeightExport
+(bench/pytorch/weights.py) maps 1:1 through `csharp_name`, which strips a leading "_" per segment. Masks, suppression and the diffusion
 processes are not part of the networks and are not mirrored here.
 
     UNet(UNetConfig)                 <-> UnifiedDiffusion.Networks.UNet

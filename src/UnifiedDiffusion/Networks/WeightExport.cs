@@ -25,6 +25,8 @@ public sealed record WeightEntry(
 /// tensors (a test input, the network's output…) go in <c>extra.json</c> + <c>extra.bin</c> in the
 /// same format. Used to check the PyTorch twins in <c>bench/pytorch</c> against the C# networks.
 /// Module weights are float32 only; extra tensors may also be int64 (levels, labels, tokens).
+/// Names are TorchSharp's state-dict names, which keep the fields' leading underscore
+/// (<c>_down.0._conv1.weight</c>).
 /// </summary>
 public static class WeightExport
 {
