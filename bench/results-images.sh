@@ -22,7 +22,7 @@ udm sample --run "$runs/mnist" --sampler analytic-ddpm --steps 10 --count 64 --o
 
 for task in blur inpaint; do
   echo "## Cold diffusion on MNIST: $task"
-  udm eval --run "$runs/mnist-$task" --sampler degraded,direct,improved,naive --count 1000 --markdown
+  udm eval --run "$runs/mnist-$task" --sampler degraded,direct,improved,naive --count 500 --markdown
   udm sample --run "$runs/mnist-$task" --sampler improved --count 16 --out "docs/mnist-$task-improved.png"
   udm sample --run "$runs/mnist-$task" --sampler naive --count 16 --out "docs/mnist-$task-naive.png"
 done

@@ -19,8 +19,8 @@ namespace UnifiedDiffusion.Runs;
 /// </summary>
 public sealed class TokenFamilyModel : FamilyModel
 {
-    /// <summary>The sampler names.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["improved", "recorrupt"];
+    /// <summary>The sampler names, plus <c>data</c>: held-out sequences, the reference row of a results table.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["improved", "recorrupt", "data"];
 
     private readonly TokenDataset _train;
     private readonly TokenDataset _test;
@@ -129,6 +129,12 @@ public sealed class TokenFamilyModel : FamilyModel
     /// <summary>Draws <paramref name="count"/> sequences, optionally with a template's characters fixed.</summary>
     public Tensor Sample(SamplerRequest request, int count, long seed, string? template, SamplingOptions? options = null)
     {
+        if (SamplerName(request) == "data")
+        {
+            LastEvaluations = (0, 0);
+            int available = (int)_test.Sequences.shape[0];
+            return _test.Sequences.narrow(0, 0, Math.Min(count, available)).to(_device);
+        }
         var kernel = Kernel(request);
         int steps = Math.Min(StepCount(request), Length);
         int[] grid;
@@ -190,9 +196,10 @@ public sealed class TokenFamilyModel : FamilyModel
             ["copy_rate"] = texts.Count(_trainingSet.Contains) / (double)texts.Count,
             ["network_evaluations"] = LastEvaluations.Evaluations,
             ["evaluations_saved"] = LastEvaluations.Saved,
-            ["seconds_per_100"] = seconds * 100 / count,
+            ["seconds_per_100"] = seconds * 100 / texts.Count,
         };
-        return new EvaluationResult(_train.Name, Family, name, Math.Min(StepCount(request), Length), count, seconds, metrics);
+        int steps = name == "data" ? 0 : Math.Min(StepCount(request), Length);
+        return new EvaluationResult(_train.Name, Family, name, steps, texts.Count, seconds, metrics);
     }
 
     /// <summary>

@@ -184,6 +184,13 @@ public sealed class FamilyRunTests : IDisposable
             Assert.True(row.GetProperty("nelbo_bits_per_token").GetDouble() > 0);
         }
 
+        var reference = Cli("eval", "--run", run, "--count", "5", "--sampler", "data", "--json");
+        using (var data = JsonDocument.Parse(reference.Output))
+        {
+            Assert.Equal(0, data.RootElement.GetProperty("network_evaluations").GetDouble());
+            Assert.Equal(0, data.RootElement.GetProperty("copy_rate").GetDouble());
+        }
+
         var error = Cli("sample", "--run", run, "--fix", "this template is far too long for twelve");
         Assert.Equal(CommandLine.UserError, error.Code);
         Assert.StartsWith("udm: error:", error.Error.Trim());
