@@ -92,8 +92,11 @@ public sealed class TokenFamilyModel : FamilyModel
     /// <inheritdoc />
     public override string SampleExtension => ".txt";
 
-    /// <summary>Network calls made and saved (by reusing the last output) in the last sampling run.</summary>
-    public (int Evaluations, int Saved) LastEvaluations { get; private set; }
+    /// <summary>
+    /// Network calls made and saved (by reusing the last output) in the last sampling run, and the
+    /// share of sequence rows whose evaluation was saved (uniform batches run one row).
+    /// </summary>
+    public (int Evaluations, int Saved, double RowsSavedShare) LastEvaluations { get; private set; }
 
     /// <inheritdoc />
     public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => DenoisingObjective.Loss(TokenProcess, TrainingModel, x0, generator);
@@ -131,7 +134,7 @@ public sealed class TokenFamilyModel : FamilyModel
     {
         if (SamplerName(request) == "data")
         {
-            LastEvaluations = (0, 0);
+            LastEvaluations = (0, 0, 0);
             int available = (int)_test.Sequences.shape[0];
             return _test.Sequences.narrow(0, 0, Math.Min(count, available)).to(_device);
         }
@@ -151,7 +154,8 @@ public sealed class TokenFamilyModel : FamilyModel
         using var cached = new CachingPosteriorModel(model, levelFromInput: TokenProcess is MaskProcess);
         var sampler = new Sampler<CategoricalPosterior>(TokenProcess, cached, kernel);
         var result = sampler.Sample([count, Length], grid, _device, new Generator((ulong)seed, _device), options);
-        LastEvaluations = (cached.Evaluations, cached.Saved);
+        long rows = cached.RowEvaluations + cached.RowsSaved;
+        LastEvaluations = (cached.Evaluations, cached.Saved, rows == 0 ? 0 : cached.RowsSaved / (double)rows);
         return result;
     }
 
@@ -196,6 +200,7 @@ public sealed class TokenFamilyModel : FamilyModel
             ["copy_rate"] = texts.Count(_trainingSet.Contains) / (double)texts.Count,
             ["network_evaluations"] = LastEvaluations.Evaluations,
             ["evaluations_saved"] = LastEvaluations.Saved,
+            ["rows_saved_share"] = LastEvaluations.RowsSavedShare,
             ["seconds_per_100"] = seconds * 100 / texts.Count,
         };
         int steps = name == "data" ? 0 : Math.Min(StepCount(request), Length);
