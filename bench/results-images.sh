@@ -27,6 +27,8 @@ for task in blur inpaint; do
   udm sample --run "$runs/mnist-$task" --sampler naive --count 16 --out "docs/mnist-$task-naive.png"
 done
 
+udm eval --run "$runs/mnist" --sampler ddim --steps 50 --count 64 --threads 1 --markdown   # the 64-sample budget
+
 echo "## Cold diffusion on MNIST: generation from blur"
 udm eval --run "$runs/mnist-blur" --generate --sampler naive,improved --prior-noise 0.002 --count 500 --markdown
 udm eval --run "$runs/mnist-blur" --generate --sampler naive,improved --prior-noise 0 --count 500 --markdown

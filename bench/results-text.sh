@@ -13,6 +13,9 @@ for recipe in wujue-mask wujue-edit moby-mask moby-edit; do
   [ -f "$runs/$recipe/checkpoint.udm" ] || udm train "$recipe" --out "$runs/$recipe" --threads 1
 done
 
+udm eval --run "$runs/wujue-mask" --sampler data --count 500 --markdown     # held-out reference rows
+udm eval --run "$runs/moby-mask" --sampler data --count 500 --markdown
+udm eval --run "$runs/wujue-mask" --sampler improved --steps 20 --count 100 --threads 1 --markdown   # the 100-poem budget
 for recipe in wujue-mask wujue-edit; do
   echo "## $recipe (l = 20)"
   udm eval --run "$runs/$recipe" --sampler recorrupt,improved --steps 20,10,5 --count 500 --nll --markdown
@@ -27,4 +30,5 @@ for recipe in moby-mask moby-edit; do
   udm eval --run "$runs/$recipe" --sampler recorrupt,improved --steps 32,16,8 --count 500 --nll --markdown
   udm eval --run "$runs/$recipe" --sampler improved --order confident --steps 32,16,8 --count 500 --markdown
   udm sample --run "$runs/$recipe" --count 10 --out "docs/$recipe-improved.txt"
+  udm sample --run "$runs/$recipe" --sampler recorrupt --count 10 --out "docs/$recipe-recorrupt.txt"
 done
