@@ -62,6 +62,7 @@ public sealed record ExperimentConfig
     public MlpConfig Network { get; init; } = new();
 
     /// <summary>The UNet's sizes (image data); null takes the defaults.</summary>
+    [JsonPropertyName("unet")]
     public UNetConfig? UNet { get; init; }
 
     /// <summary>The Transformer's sizes (text data); null takes the defaults.</summary>
