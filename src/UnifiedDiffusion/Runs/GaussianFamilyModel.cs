@@ -160,9 +160,13 @@ public sealed class GaussianFamilyModel : FamilyModel
 
     /// <summary>The negative ELBO in bits/dim of held-out data along the request's grid (ddpm and analytic-ddpm).</summary>
     /// <remarks>Images (8-bit, scaled to [−1, 1]) use the 256-bin discretized decoder and held-out images, as the papers report.</remarks>
-    public double NllBitsPerDim(SamplerRequest request, int count, long seed) => _opened.Kind == DataKind.Images
-        ? Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), ((ImageDataset)_opened.Test).Take(count), count, seed, ElboDecoder.Discretized)
-        : Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
+    public double NllBitsPerDim(SamplerRequest request, int count, long seed)
+    {
+        if (_opened.Kind != DataKind.Images)
+            return Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
+        using var heldOut = ((ImageDataset)_opened.Test).Take(count);
+        return Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), heldOut, count, seed, ElboDecoder.Discretized);
+    }
 
     /// <inheritdoc />
     public override SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>

@@ -4,7 +4,6 @@ using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Data;
 using UnifiedDiffusion.Metrics;
 using UnifiedDiffusion.Networks;
-using UnifiedDiffusion.Output;
 using UnifiedDiffusion.Tokens;
 using static TorchSharp.torch;
 
@@ -190,14 +189,14 @@ public sealed class TokenFamilyModel : FamilyModel
         double seconds = clock.Elapsed.TotalSeconds;
         var texts = Decode(samples);
         _ngram ??= new NGramModel(_train.Texts, order: 3);
-        _trainingSet ??= [.. _train.Texts];
+        _trainingSet ??= new HashSet<string>(_train.Texts, StringComparer.Ordinal);
         string name = SamplerName(request) + (request.Order == "confident" ? " confident" : "");
         var metrics = new Dictionary<string, double>
         {
             ["perplexity"] = _ngram.Perplexity(texts),
             ["distinct_1"] = TextStatistics.Distinct(texts, 1),
             ["distinct_2"] = TextStatistics.Distinct(texts, 2),
-            ["copy_rate"] = texts.Count(_trainingSet.Contains) / (double)texts.Count,
+            ["copy_rate"] = TextStatistics.CopyRate(texts, _trainingSet),
             ["network_evaluations"] = LastEvaluations.Evaluations,
             ["evaluations_saved"] = LastEvaluations.Saved,
             ["rows_saved_share"] = LastEvaluations.RowsSavedShare,
