@@ -117,7 +117,7 @@ internal static class SampleCommand
             long sampleSeed = r.GetValue(seed);
             var written = ProgressView.Run($"sample {sampler}", steps, report =>
             {
-                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment.Model.SamplingBatch };
                 if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
                 if (model is ColdFamilyModel cold && !request.Generate)
                 {
@@ -175,13 +175,15 @@ internal static class EvalCommand
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress());
+            if (r.GetValue(nll) && experiment?.Model is EncodingFamilyModel)
+                throw new UdmException("--nll is not available for the encoding family: its bound (the decoder's likelihood at t = 1 plus the latent KL terms) is not implemented; compare samples with FID or perplexity.");
             var results = new List<EvaluationResult>();
             foreach (var request in requests)
             {
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
                 var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
                 {
-                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}") };
+                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment?.Model.SamplingBatch };
                     return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });
                 if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, requests.Count == 1);

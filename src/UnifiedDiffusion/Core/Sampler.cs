@@ -24,6 +24,12 @@ public sealed record SamplingOptions
 
     /// <summary>Called after every step, for progress bars and trajectory recording.</summary>
     public Action<SamplerProgress>? OnStep { get; init; }
+
+    /// <summary>
+    /// The largest batch run at once; a larger request runs in consecutive chunks from the same
+    /// generator (so memory stays bounded, and a request of at most this size is unchanged). Null: all at once.
+    /// </summary>
+    public int? MaxBatch { get; init; }
 }
 
 /// <summary>
@@ -40,9 +46,21 @@ public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel
     public Tensor Sample(long[] shape, IReadOnlyList<int> grid, Device device, Generator? generator, SamplingOptions? options = null)
     {
         using var outer = torch.NewDisposeScope();
-        var start = Process.SamplePrior(shape, device, generator);
-        return Run(start, grid, generator, options).MoveToOuterDisposeScope();
+        long count = shape[0], chunk = Math.Max(1, options?.MaxBatch ?? long.MaxValue);
+        var parts = new List<Tensor>();
+        for (long first = 0; first < count; first += chunk)
+        {
+            long size = Math.Min(chunk, count - first);
+            var chunkOptions = options is { Fixed: { } known } && size < count ? options with { Fixed = Slice(known, first, size, count) } : options;
+            var start = Process.SamplePrior([size, .. shape.Skip(1)], device, generator);
+            parts.Add(Run(start, grid, generator, chunkOptions));
+        }
+        return (parts.Count == 1 ? parts[0] : torch.cat(parts, 0)).MoveToOuterDisposeScope();
     }
+
+    private static FixedPart Slice(FixedPart known, long first, long size, long count) => new(
+        known.Known.shape[0] == count ? known.Known.narrow(0, first, size) : known.Known,
+        known.Mask.dim() > 0 && known.Mask.shape[0] == count ? known.Mask.narrow(0, first, size) : known.Mask);
 
     /// <summary>Runs the grid from a given x at level grid[0]; returns x at level 0. The input is not disposed.</summary>
     public Tensor Run(Tensor start, IReadOnlyList<int> grid, Generator? generator, SamplingOptions? options = null)

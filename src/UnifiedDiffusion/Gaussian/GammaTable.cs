@@ -80,11 +80,12 @@ public sealed class GammaTable
 
     /// <summary>
     /// Estimates Γ_t at the given levels from <paramref name="samplesPerLevel"/> fresh pairs (x_0, ε)
-    /// per level, x_t = ᾱ_t x_0 + β̄_t ε, by both estimators in one pass; also the data variance.
+    /// per level, x_t = F_t(x_0, ε) (ᾱ_t x_0 + β̄_t ε, or ᾱ_t Enc(x_0) + β̄_t ε for an encoding model), by
+    /// both estimators in one pass; also the variance of the clean state F_0(x_0).
     /// Each level draws from its own generator seeded by (<paramref name="seed"/>, t), so an estimate
     /// does not depend on which levels were estimated before or in what order.
     /// </summary>
-    public void Estimate(IPosteriorModel<GaussianPosterior> model, GaussianProcess process, IDataSource data,
+    public void Estimate(IPosteriorModel<GaussianPosterior> model, IForwardProcess process, IDataSource data,
         IEnumerable<int> levels, int samplesPerLevel, ulong seed, Device? device = null, int batchSize = 4096,
         Action<int>? onLevel = null)
     {
@@ -92,8 +93,11 @@ public sealed class GammaTable
         if (double.IsNaN(DataVariance))
         {
             using var scope = torch.NewDisposeScope();
-            var x0 = data.Sample(Math.Max(samplesPerLevel, 1000), new Generator(seed, device ?? torch.CPU), device);
-            DataVariance = x0.flatten(1).var([0]).mean().item<float>();
+            var generator = new Generator(seed, device ?? torch.CPU);
+            var x0 = data.Sample(Math.Max(samplesPerLevel, 1000), generator, device);
+            // The variance of the clean state F_0(x_0): x_0 itself, or the latent of an encoding model.
+            var clean = process.CorruptAt(x0, 0, process.SampleNoise(x0, generator).zero_());
+            DataVariance = clean.flatten(1).var([0]).mean().item<float>();
         }
         foreach (int t in levels.Where(t => t > 0).Distinct())
         {
@@ -122,7 +126,7 @@ public sealed class GammaTable
     /// Estimates only the levels of <paramref name="levels"/> that have no estimate yet; returns true
     /// if anything was estimated.
     /// </summary>
-    public bool EstimateMissing(IPosteriorModel<GaussianPosterior> model, GaussianProcess process, IDataSource data,
+    public bool EstimateMissing(IPosteriorModel<GaussianPosterior> model, IForwardProcess process, IDataSource data,
         IEnumerable<int> levels, int samplesPerLevel, ulong seed, Device? device = null)
     {
         var missing = levels.Where(t => t > 0 && !Covers([t])).Distinct().ToArray();

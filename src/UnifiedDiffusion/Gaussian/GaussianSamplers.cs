@@ -67,7 +67,9 @@ public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>
         var x0 = posterior.Mean;
         if (step.IsFinal) return x0;
         var (variance, meanNoiseScale) = StepVariance(step);
-        var mean = x0 * schedule.Signal(step.S) + process.InferNoiseAt(x0, xt, step.T) * meanNoiseScale;
+        // ᾱ_s x̂_0 + √(β̄_s² − σ²)·ε̂, written as F_s(x̂_0, ε̂·scale/β̄_s) so that a process whose x_t lives
+        // elsewhere than x_0 (the encoding model's latent) gets the same step in its own space.
+        var mean = process.CorruptAt(x0, step.S, process.InferNoiseAt(x0, xt, step.T).mul_(meanNoiseScale / schedule.Noise(step.S)));
         return variance > 0 ? mean.add_(torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: generator).mul_(Math.Sqrt(variance))) : mean;
     }
 

@@ -28,11 +28,13 @@ public sealed record TransformerConfig(int Dimension = 256, int Layers = 4, int 
 /// int64 [B]) → logits [B, L, V]. Input: token embedding + learned position embedding + a learned
 /// embedding of the level (0..levels), then blocks x += Attn(LN(x)); x += MLP(LN(x)), a final
 /// LayerNorm and an output projection. Attention is written out (softmax(QKᵀ/√d_h)V), which is
-/// fast on CPU at L ≤ 32.
+/// fast on CPU at L ≤ 32. With a latent width the input is a continuous sequence [B, L, width]
+/// (the encoding model's latent), projected linearly instead of embedded.
 /// </summary>
 public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
 {
-    private readonly Embedding _tokens;
+    private readonly Embedding? _tokens;
+    private readonly Linear? _latentInput;
     private readonly Embedding _positions;
     private readonly Embedding _levels;
     private readonly ModuleList<TransformerBlock> _blocks;
@@ -41,13 +43,18 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
     private readonly int _length;
     private readonly int _maxLevel;
 
-    /// <summary>Creates the network for sequences of <paramref name="length"/> tokens over <paramref name="vocabSize"/> tokens and levels 0..<paramref name="levels"/>.</summary>
-    public TextTransformer(int vocabSize, int length, TransformerConfig config, int levels) : base(nameof(TextTransformer))
+    /// <summary>
+    /// Creates the network for sequences of <paramref name="length"/> tokens over <paramref name="vocabSize"/>
+    /// tokens and levels 0..<paramref name="levels"/>; with <paramref name="latentWidth"/> its input is a
+    /// continuous sequence of that width instead of token ids.
+    /// </summary>
+    public TextTransformer(int vocabSize, int length, TransformerConfig config, int levels, int? latentWidth = null) : base(nameof(TextTransformer))
     {
         config.Validate();
         _length = length;
         _maxLevel = levels;
-        _tokens = nn.Embedding(vocabSize, config.Dimension);
+        if (latentWidth is int width) _latentInput = nn.Linear(width, config.Dimension);
+        else _tokens = nn.Embedding(vocabSize, config.Dimension);
         _positions = nn.Embedding(length, config.Dimension);
         _levels = nn.Embedding(levels + 1, config.Dimension);
         _blocks = new ModuleList<TransformerBlock>([.. Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config))]);
@@ -55,7 +62,7 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
         _output = nn.Linear(config.Dimension, vocabSize);
         using (torch.no_grad())
         {
-            foreach (var embedding in new[] { _tokens, _positions, _levels }) nn.init.normal_(embedding.weight!, 0, 0.02);
+            foreach (var embedding in new[] { _tokens, _positions, _levels }.OfType<Embedding>()) nn.init.normal_(embedding.weight!, 0, 0.02);
         }
         RegisterComponents();
     }
@@ -72,13 +79,16 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
         return norm;
     }
 
-    /// <summary>(tokens [B, L], level [B]) → logits [B, L, V].</summary>
+    /// <summary>(tokens [B, L], or latents [B, L, width], and level [B]) → logits [B, L, V].</summary>
     public override Tensor forward(Tensor tokens, Tensor level)
     {
         using var scope = torch.NewDisposeScope();
-        if (tokens.dim() != 2 || tokens.shape[1] != _length) throw new ArgumentException($"tokens must be [B, {_length}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+        int rank = _latentInput is null ? 2 : 3;
+        if (tokens.dim() != rank || tokens.shape[1] != _length)
+            throw new ArgumentException($"the input must be [B, {_length}{(rank == 3 ? ", width" : "")}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
         var positions = torch.arange(_length, dtype: ScalarType.Int64, device: tokens.device);
-        var h = _tokens.forward(tokens) + _positions.forward(positions).unsqueeze(0)
+        var input = _latentInput is not null ? _latentInput.forward(tokens) : _tokens!.forward(tokens);
+        var h = input + _positions.forward(positions).unsqueeze(0)
             + _levels.forward(level.to(ScalarType.Int64).clamp(0, _maxLevel)).unsqueeze(1);
         foreach (var block in _blocks) h = block.forward(h);
         return _output.forward(_final.forward(h)).MoveToOuterDisposeScope();

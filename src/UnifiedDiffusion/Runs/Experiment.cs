@@ -37,7 +37,8 @@ public sealed class Experiment
         "gaussian" => new GaussianFamilyModel(config, data, device),
         "cold" => new ColdFamilyModel(config, data, device),
         "mask" or "edit" => new TokenFamilyModel(config, data, device),
-        _ => throw new UdmException($"family \"{config.Family}\" is not available; use gaussian, cold, mask or edit."),
+        "encoding" => new EncodingFamilyModel(config, data, device),
+        _ => throw new UdmException($"family \"{config.Family}\" is not available; use gaussian, cold, mask, edit or encoding."),
     };
 
     /// <summary>The configuration.</summary>

@@ -42,13 +42,20 @@ public sealed record ColdConfig(
 /// <param name="Weighting">Mask-model loss: meanOverMasked (masked-LM) or elbo (l/t-weighted, a bound on NLL).</param>
 public sealed record TextConfig(int VocabularySize = 3000, int Window = 32, int NameLength = 12, MaskLossWeighting Weighting = MaskLossWeighting.MeanOverMasked);
 
+/// <summary>The encoding family's encoder: x_t = ᾱ_t Enc(x_0) + β̄_t ε.</summary>
+/// <param name="Normalize">Project every latent to unit RMS, which keeps x_T ~ N(0, I) honest (off only for experiments).</param>
+/// <param name="EncoderWidth">Images: channels of the encoder's hidden convolutions.</param>
+/// <param name="EncoderLayers">Images: 3×3 convolutions in the encoder (at least 2).</param>
+/// <param name="Width">Text: latent dimensions per token.</param>
+public sealed record LatentConfig(bool Normalize = true, int EncoderWidth = 32, int EncoderLayers = 3, int Width = 16);
+
 /// <summary>
 /// Everything that defines a run: the family, the data, the network, the process and the
 /// optimisation. Read from and written to JSON (config.json in the run folder).
 /// </summary>
 public sealed record ExperimentConfig
 {
-    /// <summary>The model family: gaussian, cold (images), mask or edit (text).</summary>
+    /// <summary>The model family: gaussian, cold (images), mask or edit (text), or encoding (images or text).</summary>
     public string Family { get; init; } = "gaussian";
 
     /// <summary>
@@ -70,6 +77,9 @@ public sealed record ExperimentConfig
 
     /// <summary>The cold family's degradation and loss; null takes the paper's MNIST blur.</summary>
     public ColdConfig? Cold { get; init; }
+
+    /// <summary>The encoding family's encoder; null takes the defaults.</summary>
+    public LatentConfig? Latent { get; init; }
 
     /// <summary>Text settings (vocabulary cap, window lengths, mask-loss weighting); null takes the defaults.</summary>
     public TextConfig? Text { get; init; }

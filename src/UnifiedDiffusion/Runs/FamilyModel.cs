@@ -73,6 +73,12 @@ public abstract class FamilyModel
     /// <summary>Reverse steps when none are given.</summary>
     public virtual int DefaultSteps => Math.Min(50, Process.Steps);
 
+    /// <summary>
+    /// The largest batch sampled at once by the CLI (<see cref="SamplingOptions.MaxBatch"/>): image
+    /// networks would otherwise hold activations of thousands of images at once. Null: no limit.
+    /// </summary>
+    public virtual int? SamplingBatch => null;
+
     /// <summary>The training loss of a batch (labels are null for unlabelled data).</summary>
     public abstract Tensor Loss(Tensor x0, Tensor? labels, Generator generator);
 

@@ -17,9 +17,7 @@ public sealed class GaussianFamilyModel : FamilyModel
     private readonly IDataSource _data;
     private readonly Device _device;
     private readonly LabeledDenoiser? _labeledView;
-    private GammaTable? _gamma;
-    private string? _runDirectory;
-    private long _step;
+    private readonly GammaStore _gamma;
 
     internal GaussianFamilyModel(ExperimentConfig config, OpenedData data, Device device)
     {
@@ -27,6 +25,7 @@ public sealed class GaussianFamilyModel : FamilyModel
         _opened = data;
         _data = data.Train;
         _device = device;
+        _gamma = new GammaStore(_data, device);
         GaussianProcess = new GaussianProcess(NoiseSchedule.Create(config.Schedule));
         (TrainedNetwork, SamplingNetwork) = ImageNetworks.Create(config, data);
         if (TrainedNetwork is UNet { Config.ClassCount: > 0 } unet)
@@ -73,6 +72,9 @@ public sealed class GaussianFamilyModel : FamilyModel
     public override string DefaultSampler => "ddim";
 
     /// <inheritdoc />
+    public override int? SamplingBatch => _opened.Kind == DataKind.Images ? 500 : null;
+
+    /// <inheritdoc />
     public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) =>
         _labeledView is null
             ? DenoisingObjective.Loss(GaussianProcess, TrainingModel, x0, generator)
@@ -101,18 +103,7 @@ public sealed class GaussianFamilyModel : FamilyModel
     /// <paramref name="samplesPerLevel"/> defaults to 2000 for low-dimensional data and 200 for
     /// images, where each draw already averages ‖ε̂‖² over hundreds of dimensions.
     /// </remarks>
-    public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null)
-    {
-        int perLevel = samplesPerLevel ?? (_data.SampleShape.Aggregate(1L, (a, b) => a * b) >= 64 ? 200 : 2000);
-        var needed = levels.Where(t => t > 0).ToArray();
-        if (_gamma is null && _runDirectory is not null)
-            _gamma = GammaTable.Load(Path.Combine(_runDirectory, Experiment.Files.Gamma), GaussianProcess.Steps, _step);
-        _gamma ??= new GammaTable(GaussianProcess.Steps);
-        // A fixed seed: the table is a property of the model, not of the sampling seed.
-        if (_gamma.EstimateMissing(Model, GaussianProcess, _data, needed, perLevel, seed: 12345, _device) && _runDirectory is not null)
-            _gamma.Save(Path.Combine(_runDirectory, Experiment.Files.Gamma), _step);
-        return _gamma;
-    }
+    public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null) => _gamma.Get(Model, GaussianProcess, levels, samplesPerLevel);
 
     /// <summary>Draws <paramref name="count"/> samples with the given sampler (unconditionally).</summary>
     public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) =>
@@ -194,10 +185,5 @@ public sealed class GaussianFamilyModel : FamilyModel
         else throw new UdmException($"--out {path}: use a .png or .csv file name.");
     }
 
-    internal override void WeightsChanged(string? runDirectory, long step)
-    {
-        _runDirectory = runDirectory;
-        _step = step;
-        _gamma = null;
-    }
+    internal override void WeightsChanged(string? runDirectory, long step) => _gamma.Reset(runDirectory, step);
 }

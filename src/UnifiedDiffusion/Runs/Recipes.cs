@@ -40,12 +40,23 @@ public static class Recipes
         ["mnist-inpaint"] = ("cold diffusion on MNIST: Gaussian-mask inpainting, T=50, kernel std 0.1", () => Cold(new ColdConfig(Degradation: "mask", Steps: 50))),
         ["mnist-superres"] = ("cold diffusion on MNIST: super-resolution by repeated 2× pooling, T=2 (28 → 7)", () => Cold(new ColdConfig(Degradation: "superres", Steps: 2))),
         ["mnist-fade"] = ("cold diffusion on MNIST: fading towards the mean, T=20", () => Cold(new ColdConfig(Degradation: "fade", Steps: 20))),
+        ["mnist-encoding"] = ("encoding model on MNIST: conv encoder to a unit-RMS latent image, UNet decoder (the mnist UNet)", () => new ExperimentConfig
+        {
+            Family = "encoding",
+            Data = "mnist",
+            UNet = new UNetConfig(BaseChannels: 24),
+            Latent = new LatentConfig(),
+            ClipSample = 1.0,
+            Training = ImageTraining(3000),
+        }),
         ["wujue-mask"] = ("mask model on 五言绝句 (20 characters, Tang and Song)", () => Text("wujue", "mask")),
         ["wujue-edit"] = ("edit model on 五言绝句", () => Text("wujue", "edit")),
         ["moby-mask"] = ("mask model on Moby-Dick windows of 32 characters", () => Text("moby-dick", "mask")),
         ["moby-edit"] = ("edit model on Moby-Dick windows", () => Text("moby-dick", "edit")),
         ["names-mask"] = ("mask model on English first names, padded to 12", () => Text("names", "mask")),
         ["names-edit"] = ("edit model on English first names", () => Text("names", "edit")),
+        ["wujue-encoding"] = ("encoding model on 五言绝句: token embedding to a unit-RMS latent sequence (16 per character), Transformer decoder", () => Text("wujue", "encoding")),
+        ["names-encoding"] = ("encoding model on English first names", () => Text("names", "encoding")),
     };
 
     /// <summary>Recipe names: one per toy data set, then the named image and text recipes.</summary>
@@ -89,6 +100,7 @@ public static class Recipes
         Data = data,
         Transformer = new TransformerConfig(Dimension: 192, Layers: 3, Heads: 4, FeedForward: 768, Dropout: 0.1),
         Text = new TextConfig(VocabularySize: 3000),
+        Latent = family == "encoding" ? new LatentConfig() : null,
         Training = new TrainingOptions(Steps: 2000, BatchSize: 64, LearningRate: 1e-3, WarmupSteps: 200, EmaDecay: 0.995, CheckpointEvery: 500, LogEvery: 25),
     };
 }

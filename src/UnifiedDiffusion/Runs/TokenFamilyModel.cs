@@ -25,8 +25,7 @@ public sealed class TokenFamilyModel : FamilyModel
     private readonly TokenDataset _test;
     private readonly Device _device;
     private readonly string _family;
-    private NGramModel? _ngram;
-    private HashSet<string>? _trainingSet;
+    private readonly TextJudge _judge;
 
     internal TokenFamilyModel(ExperimentConfig config, OpenedData data, Device device)
     {
@@ -36,6 +35,7 @@ public sealed class TokenFamilyModel : FamilyModel
         _train = (TokenDataset)data.Train;
         _test = (TokenDataset)data.Test;
         _device = device;
+        _judge = new TextJudge(_train);
         int length = _train.Length, vocab = _train.Vocabulary.Count;
         TokenProcess = _family == "mask" ? new MaskProcess(length) : new EditProcess(length, vocab);
         var transformer = config.Transformer ?? new TransformerConfig();
@@ -159,27 +159,10 @@ public sealed class TokenFamilyModel : FamilyModel
     }
 
     /// <summary>Decodes sequences to strings ([PAD] removed).</summary>
-    public IReadOnlyList<string> Decode(Tensor sequences)
-    {
-        var rows = sequences.cpu().to(ScalarType.Int64);
-        var result = new List<string>();
-        for (long i = 0; i < rows.shape[0]; i++)
-            result.Add(Vocabulary.Decode(rows[i].data<long>().ToArray().Where(id => id != Vocabulary.PadId)));
-        return result;
-    }
+    public IReadOnlyList<string> Decode(Tensor sequences) => _judge.Decode(sequences);
 
     /// <summary>A text formatted for reading: poems split into their lines.</summary>
-    public string Format(string text) => _train.Name switch
-    {
-        "wujue" or "qijue" => string.Join("，", Enumerable.Range(0, 4).Select(i => Slice(text, i * (Length / 4), Length / 4))) + "。",
-        _ => text,
-    };
-
-    private static string Slice(string text, int start, int count)
-    {
-        var characters = Vocabulary.Characters(text);
-        return string.Concat(characters.Skip(start).Take(count));
-    }
+    public string Format(string text) => _judge.Format(text);
 
     /// <inheritdoc />
     public override EvaluationResult Evaluate(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
@@ -188,20 +171,12 @@ public sealed class TokenFamilyModel : FamilyModel
         using var samples = Sample(request, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
         var texts = Decode(samples);
-        _ngram ??= new NGramModel(_train.Texts, order: 3);
-        _trainingSet ??= new HashSet<string>(_train.Texts, StringComparer.Ordinal);
         string name = SamplerName(request) + (request.Order == "confident" ? " confident" : "");
-        var metrics = new Dictionary<string, double>
-        {
-            ["perplexity"] = _ngram.Perplexity(texts),
-            ["distinct_1"] = TextStatistics.Distinct(texts, 1),
-            ["distinct_2"] = TextStatistics.Distinct(texts, 2),
-            ["copy_rate"] = TextStatistics.CopyRate(texts, _trainingSet),
-            ["network_evaluations"] = LastEvaluations.Evaluations,
-            ["evaluations_saved"] = LastEvaluations.Saved,
-            ["rows_saved_share"] = LastEvaluations.RowsSavedShare,
-            ["seconds_per_100"] = seconds * 100 / texts.Count,
-        };
+        var metrics = _judge.Quality(texts);
+        metrics["network_evaluations"] = LastEvaluations.Evaluations;
+        metrics["evaluations_saved"] = LastEvaluations.Saved;
+        metrics["rows_saved_share"] = LastEvaluations.RowsSavedShare;
+        metrics["seconds_per_100"] = seconds * 100 / texts.Count;
         int steps = name == "data" ? 0 : Math.Min(StepCount(request), Length);
         return new EvaluationResult(_train.Name, Family, name, steps, texts.Count, seconds, metrics);
     }
@@ -223,9 +198,5 @@ public sealed class TokenFamilyModel : FamilyModel
     }
 
     /// <inheritdoc />
-    public override void WriteSamples(string path, Tensor samples, string title)
-    {
-        if (!Path.GetExtension(path).Equals(".txt", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"--out {path}: text samples are written as a .txt file.");
-        AtomicFile.WriteAllText(path, $"# {title}\n" + string.Join("\n", Decode(samples).Select(Format)) + "\n");
-    }
+    public override void WriteSamples(string path, Tensor samples, string title) => _judge.Write(path, samples, title);
 }

@@ -1,0 +1,91 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Latent;
+
+/// <summary>
+/// The encoding model's trainable parameters in one module: Enc and the decoder q(x_0 | x_t).
+/// They are trained together, checkpointed together and averaged together (EMA).
+/// </summary>
+public sealed class EncoderDecoder : nn.Module
+{
+    /// <summary>Pairs an encoder with a decoder network (x_t latent, level t) → x̂_0 or logits.</summary>
+    public EncoderDecoder(LatentEncoder encoder, nn.Module<Tensor, Tensor, Tensor> decoder) : base(nameof(EncoderDecoder))
+    {
+        _encoder = encoder;
+        _decoder = decoder;
+        RegisterComponents();
+    }
+
+    private readonly LatentEncoder _encoder;
+    private readonly nn.Module<Tensor, Tensor, Tensor> _decoder;
+
+    /// <summary>Enc.</summary>
+    public LatentEncoder Encoder => _encoder;
+
+    /// <summary>The decoder network.</summary>
+    public nn.Module<Tensor, Tensor, Tensor> Decoder => _decoder;
+}
+
+/// <summary>
+/// The Gaussian decoder for continuous data: q(x_0 | x_t) = N(D(x_t, t), σ² I), trained by MSE
+/// on x_0 (−log q up to constants), through both D and Enc. Its posterior's mean is x̂_0 in data
+/// space, and its <see cref="GaussianPosterior.RawNoise"/> is the latent ε̂ = F_t⁻¹(x̂_0, x_t),
+/// which Analytic-DPM's Γ_t needs.
+/// </summary>
+public sealed class GaussianDecoderModel(EncodingProcess process, EncoderDecoder network, double? clipSample = null)
+    : ITrainablePosteriorModel<GaussianPosterior>
+{
+    /// <inheritdoc />
+    public nn.Module Network => network;
+
+    /// <inheritdoc />
+    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    {
+        var x0 = network.Decoder.forward(xt, t);
+        if (clipSample is double c) x0 = x0.clamp(-c, c);
+        return new GaussianPosterior(x0, process.InferNoise(x0, xt, t));
+    }
+
+    /// <inheritdoc />
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise) => nn.functional.mse_loss(network.Decoder.forward(xt, t), x0);
+}
+
+/// <summary>
+/// The categorical decoder for tokens: q(x_0 | x_t) = Π_i Cat(softmax(D(x_t, t))_i), trained by
+/// cross-entropy on every position, through both D and Enc.
+/// </summary>
+public sealed class CategoricalDecoderModel(EncoderDecoder network) : ITrainablePosteriorModel<TokenDecoderPosterior>
+{
+    /// <inheritdoc />
+    public nn.Module Network => network;
+
+    /// <inheritdoc />
+    public TokenDecoderPosterior Predict(Tensor xt, Tensor t) => new(network.Decoder.forward(xt, t).log_softmax(-1));
+
+    /// <inheritdoc />
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    {
+        var logits = network.Decoder.forward(xt, t);
+        return nn.functional.cross_entropy(logits.flatten(0, 1), x0.flatten());
+    }
+}
+
+/// <summary>Per-position categorical beliefs over tokens, [B, L, V] log-probabilities.</summary>
+public sealed class TokenDecoderPosterior(Tensor logProbabilities) : IPosterior
+{
+    /// <summary>log q(x_0,i = v | x_t), [B, L, V].</summary>
+    public Tensor LogProbabilities { get; } = logProbabilities;
+
+    /// <summary>Draws every position independently from its marginal: x̂_0 int64 [B, L].</summary>
+    public Tensor Draw(Generator? generator)
+    {
+        using var scope = torch.NewDisposeScope();
+        // Gumbel-max: argmax(log p + G) with G = −log(−log U) is a draw from p, in one vectorised pass.
+        var uniform = torch.rand(LogProbabilities.shape, dtype: LogProbabilities.dtype, device: LogProbabilities.device, generator: generator);
+        var gumbel = uniform.clamp_min_(1e-20).log_().neg_().clamp_min_(1e-20).log_().neg_();
+        return (LogProbabilities + gumbel).argmax(-1).MoveToOuterDisposeScope();
+    }
+}
