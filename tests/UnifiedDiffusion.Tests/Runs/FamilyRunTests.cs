@@ -197,6 +197,83 @@ public sealed class FamilyRunTests : IDisposable
     }
 
     [Fact]
+    public void EncodingImageRunResumesExactlySamplesEveryKernelAndEvaluates()
+    {
+        var config = new ExperimentConfig
+        {
+            Family = "encoding", Data = "idx:" + ImageFolder(), UNet = TinyUNet, ClipSample = 1.0,
+            Latent = new LatentConfig(EncoderWidth: 4, EncoderLayers: 2), Training = Tiny(6),
+        };
+        string full = Path.Combine(_root, "encoding-full"), split = Path.Combine(_root, "encoding-split");
+        Experiment.Create(config).Train(full);
+        using (var cancel = new CancellationTokenSource())
+        {
+            // Interrupted after step 3 (as Ctrl-C does), then resumed.
+            var outcome = Experiment.Create(config).Train(split, progress: new StepProgress(p => { if (p.Step == 3) cancel.Cancel(); }), cancel: cancel.Token);
+            Assert.Equal(TrainingOutcome.Interrupted, outcome);
+        }
+        Experiment.Create(config).Train(split, resume: true);
+        var (a, b) = (Checkpoint.Load(Path.Combine(full, Checkpoint.FileName)), Checkpoint.Load(Path.Combine(split, Checkpoint.FileName)));
+        Assert.Equal(a.Losses, b.Losses); // bitwise: the encoder and decoder continue exactly
+        Assert.Equal(a.Ema, b.Ema);
+
+        foreach (string sampler in new[] { "ddpm", "ddim", "analytic-ddpm", "analytic-ddim" })
+        {
+            string grid = Path.Combine(_root, $"encoding-{sampler}.png");
+            Assert.Equal(0, Cli("sample", "--run", full, "--sampler", sampler, "--count", "4", "--steps", "5", "--out", grid).Code);
+            using var image = ImageGrid.Load(grid, 1);
+            Assert.True(image.shape[2] > 8 && image.shape[3] > 16);
+        }
+        Assert.True(File.Exists(Path.Combine(full, Experiment.Files.Gamma)), "the latent Γ table is stored with the run");
+
+        var (code, json, _) = Cli("eval", "--run", full, "--count", "12", "--sampler", "ddim", "--steps", "4", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        Assert.True(doc.RootElement.GetProperty("fid").GetDouble() >= 0);
+        Assert.InRange(doc.RootElement.GetProperty("prior_variance").GetDouble(), 0.9, 1.1);
+        Assert.True(doc.RootElement.GetProperty("prior_ks").GetDouble() < doc.RootElement.GetProperty("prior_ks_critical").GetDouble());
+
+        foreach (var args in new[] { new[] { "eval", "--run", full, "--nll" }, ["sample", "--run", full, "--inpaint", "a.png", "--mask", "b.png"], ["sample", "--run", full, "--guidance", "2"] })
+        {
+            var error = Cli(args);
+            Assert.Equal(CommandLine.UserError, error.Code);
+            Assert.StartsWith("udm: error:", error.Error.Trim());
+            Assert.Single(error.Error.Trim().Split('\n'));
+        }
+    }
+
+    [Fact]
+    public void EncodingTextRunTrainsSamplesAndEvaluates()
+    {
+        var config = new ExperimentConfig
+        {
+            Family = "encoding", Data = "text:" + TextFile(), Transformer = new TransformerConfig(Dimension: 32, Layers: 1, Heads: 2, FeedForward: 64),
+            Text = new TextConfig(Window: 12), Latent = new LatentConfig(Width: 4), Training = Tiny(3),
+        };
+        string run = Path.Combine(_root, "encoding-text");
+        Assert.Equal(0, Cli("train", WriteConfig("encoding-text", config), "--out", run).Code);
+
+        string output = Path.Combine(_root, "encoding.txt");
+        Assert.Equal(0, Cli("sample", "--run", run, "--count", "5", "--steps", "8", "--out", output).Code);
+        var lines = File.ReadAllLines(output).Where(l => !l.StartsWith('#')).ToList();
+        Assert.Equal(5, lines.Count);
+        Assert.All(lines, l => Assert.InRange(l.Length, 1, 12)); // [PAD] and other specials are dropped when decoding
+
+        var (code, json, _) = Cli("eval", "--run", run, "--count", "10", "--sampler", "ddpm,ddim", "--steps", "6", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(2, doc.RootElement.GetArrayLength());
+        foreach (var row in doc.RootElement.EnumerateArray()) Assert.True(row.GetProperty("perplexity").GetDouble() > 1);
+
+        foreach (var args in new[] { new[] { "sample", "--run", run, "--fix", "call me_____" }, ["sample", "--run", run, "--sampler", "analytic-ddim"] })
+        {
+            var error = Cli(args);
+            Assert.Equal(CommandLine.UserError, error.Code);
+            Assert.Single(error.Error.Trim().Split('\n'));
+        }
+    }
+
+    [Fact]
     public void FamiliesRejectDataAndOptionsTheyCannotUse()
     {
         string text = "text:" + TextFile(), images = "idx:" + ImageFolder();
@@ -207,8 +284,15 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Contains("classCount", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Data = images, UNet = TinyUNet with { ClassCount = 3 } })).Message);
         var toy = Experiment.Create(new ExperimentConfig { Data = "gmm8", Training = Tiny(1) });
         Assert.Contains("class-conditional", Assert.Throws<UdmException>(() => toy.Sample(new SamplerRequest("ddim", 5) { Guidance = 2 }, 4, 0)).Message);
+        Assert.Contains("images or text", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Family = "encoding", Data = "gmm8" })).Message);
         Assert.Contains("cannot inpaint", Assert.Throws<UdmException>(() => Experiment.Create(new ExperimentConfig { Family = "edit", Data = text }).Model.Inpaint("a.png", "b.png", 1, new SamplingOptions())).Message);
     }
+}
+
+/// <summary>Reports training progress synchronously (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class StepProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+{
+    public void Report(TrainingProgress value) => report(value);
 }
 
 [CollectionDefinition(nameof(FamilyRunCollection), DisableParallelization = true)]
