@@ -55,6 +55,27 @@ public sealed class ReadmeExampleTests : IDisposable
         Assert.True((restored - image).abs().max().item<float>() < 1e-5f);
     }
 
+    [Fact]
+    public void EncodingExample()
+    {
+        using var scope = torch.NewDisposeScope();
+        var schedule = NoiseSchedule.Create(new ScheduleConfig());
+        var encoding = new UnifiedDiffusion.Latent.EncodingProcess(schedule, new UnifiedDiffusion.Latent.TokenEmbeddingEncoder(vocabSize: 7, width: 4), sampleShape: [3]);
+        var decoder = new UnifiedDiffusion.Latent.FiniteSetDecoder(encoding, torch.tensor(new long[,] { { 3, 4, 5 }, { 4, 4, 6 } }), torch.tensor(new[] { 0.7, 0.3 }));
+        var drawn = new Sampler<UnifiedDiffusion.Latent.FiniteSetPosterior>(encoding, decoder, GaussianKernels.Ddpm(schedule))
+            .Sample([1000, .. encoding.LatentShape], TimeGrid.Create(schedule.Steps, 10, TimeSpacing.Leading), torch.CPU, new torch.Generator(2));
+        Assert.Equal([1000L, 3L], drawn.shape);
+        // Every draw is one of the two strings, in proportions 0.7 / 0.3 (±5 standard errors).
+        double first = drawn.eq(torch.tensor(new long[] { 3, 4, 5 })).all(1).to(torch.ScalarType.Float64).mean().item<double>();
+        double second = drawn.eq(torch.tensor(new long[] { 4, 4, 6 })).all(1).to(torch.ScalarType.Float64).mean().item<double>();
+        Assert.Equal(1.0, first + second, 6);
+        Assert.InRange(first, 0.7 - 5 * 0.0145, 0.7 + 5 * 0.0145);
+
+        var trainingData = new UnifiedDiffusion.Tests.Latent.TensorData("two", torch.tensor(new long[,] { { 3, 4, 5 }, { 4, 4, 6 } }));
+        var prior = UnifiedDiffusion.Latent.LatentPriorCheck.Measure(encoding, trainingData, samples: 2000, projections: 32, seed: 0);
+        Assert.True(prior.KsPasses, $"KS {prior.MaxKs} ≥ {prior.KsCritical}");
+    }
+
     private sealed class ExactRestorer(torch.Tensor image) : IPosteriorModel<IPosterior>
     {
         public IPosterior Predict(torch.Tensor xt, torch.Tensor t) => new UnifiedDiffusion.Cold.PointPosterior(image.expand(xt.shape));
