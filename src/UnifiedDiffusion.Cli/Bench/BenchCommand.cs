@@ -152,11 +152,13 @@ internal static class BenchCommand
             if (memory.Id == "mem.drift" && settings.RssSteps <= 0) continue;
             Log($"memory row {memory.Id} (C#, own process)");
             var mine = PythonSide.CSharpMemory(settingsPath, memory.Id);
+            Log($"memory row {memory.Id} C#: {mine}");
             JsonElement? theirs = null;
             if (pytorch)
             {
                 Log($"memory row {memory.Id} (PyTorch, own process)");
                 theirs = PythonSide.Memory(settingsPath, memory.Id);
+                Log($"memory row {memory.Id} PyTorch: {theirs}");
             }
             double? Read(JsonElement? e, string field) => e is JsonElement j && j.TryGetProperty(field, out var v) ? v.GetDouble() : null;
             if (memory.Id == "mem.drift")
@@ -177,7 +179,7 @@ internal static class BenchCommand
                 double diff = result.GetProperty("max_abs_diff").GetDouble();
                 if (!result.GetProperty("pass").GetBoolean())
                     throw new UdmException($"forward parity failed for {model}: max |C# − PyTorch| = {diff:g3} (tolerance {result.GetProperty("tolerance").GetDouble():g1}), parameters C# {result.GetProperty("parameters_csharp")}, PyTorch {result.GetProperty("parameters_pytorch")}.");
-                rows.Add(new Row($"parity.{model}", model == "unet" ? "unet" : "text", $"forward parity, {model}, shared weights: max |C# − PyTorch| (≤ 1e-4)", "abs", diff, null, [], []));
+                rows.Add(new Row($"parity.{model}", model == "unet" ? "unet" : "text", $"forward parity, {model}, shared weights: max abs difference C# vs PyTorch (≤ 1e-4)", "abs", diff, null, [], []));
             }
         }
         try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
@@ -206,7 +208,7 @@ internal static class BenchCommand
         text.AppendLine();
         text.AppendLine($"- Machine: {m["cpu"]}, {m["cores"]} cores, {m["memory"]}, {m["os"]}");
         text.AppendLine($"- C#: {m["dotnet"]}, TorchSharp {m["torchsharp"]}, {m["libtorch"]}, {m["threads"]} threads");
-        text.AppendLine(p.Count == 0 ? "- PyTorch: not run (add --pytorch)"
+        text.AppendLine(p.Count == 0 ? "- PyTorch: no timed rows run (add --pytorch)"
             : $"- PyTorch: Python {p.GetValueOrDefault("python")}, torch {p.GetValueOrDefault("torch")} ({p.GetValueOrDefault("blas")}), {p.GetValueOrDefault("threads")} threads");
         text.AppendLine($"- Command: `{report.Command}`");
         text.AppendLine("- Speed rows: median over interleaved rounds (C# round, then PyTorch round) after untimed warm-up; a train step is the median step of each round. "
