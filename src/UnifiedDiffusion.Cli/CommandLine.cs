@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using UnifiedDiffusion.Cli.Bench;
 using UnifiedDiffusion.Core;
 
 namespace UnifiedDiffusion.Cli;

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Runs;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Cli.Bench;
+
+/// <summary>
+/// `udm bench --levers`: A/B measurements of the performance levers of issue 6 on the C# side, each
+/// as the median of interleaved repetitions (A, B, A, B…), so that a busy machine distorts both alike.
+/// </summary>
+internal static class Levers
+{
+    private static void Log(string message) => Console.Error.WriteLine($"[levers {DateTime.Now:HH:mm:ss}] {message}");
+
+    /// <summary>Median milliseconds of A and of B, interleaved.</summary>
+    private static (double A, double B) AB(int reps, Action a, Action b)
+    {
+        a(); b(); // warm-up
+        var (ta, tb) = (new List<double>(), new List<double>());
+        for (int i = 0; i < reps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            a();
+            ta.Add(clock.Elapsed.TotalMilliseconds);
+            clock.Restart();
+            b();
+            tb.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        return (ToyWorkload.Median(ta), ToyWorkload.Median(tb));
+    }
+
+    private static readonly List<(string Lever, string What, double A, double B, string Note)> Results = [];
+
+    private static void Report(string lever, string what, (double A, double B) t, string note = "")
+    {
+        Results.Add((lever, what, t.A, t.B, note));
+        Log($"{lever}: {what}: {t.A:0.##} ms → {t.B:0.##} ms ({t.B / t.A:0.00}×) {note}");
+    }
+
+    public static void Run(BenchSettings settings)
+    {
+        int reps = settings.Name == "smoke" ? 3 : 9;
+        int steps = settings.ImageSteps, count = settings.ImageSamples;
+
+        var unet = new GaussianUNetWorkload(settings);
+        unet.Build();
+        var toy = new ToyWorkload(settings);
+        toy.Build();
+        var toySpec = new GaussianSamplerSpec(GaussianSamplerKind.Ddim, settings.ToySteps);
+
+        // 1. Inference mode around the whole sampler loop (the loop itself runs under no_grad).
+        Report("inference_mode", $"UNet DDIM-{steps}, {count} images, ms (no_grad → inference_mode)",
+            AB(reps, () => { using (unet.Sample(GaussianSamplerKind.Ddim, steps, count, 1)) { } },
+                     () => { using (torch.inference_mode(true)) using (unet.Sample(GaussianSamplerKind.Ddim, steps, count, 1)) { } }));
+        Report("inference_mode", $"toy MLP DDIM-{settings.ToySteps}, {settings.ToySamples} samples, ms (no_grad → inference_mode)",
+            AB(reps, () => { using (toy.Experiment.Sample(toySpec, settings.ToySamples, 1)) { } },
+                     () => { using (torch.inference_mode(true)) using (toy.Experiment.Sample(toySpec, settings.ToySamples, 1)) { } }));
+
+        // 2. Channels-last activations. TorchSharp 0.107 has no memory_format argument anywhere (the enum
+        // exists, no method takes it), so the input is given NHWC strides by permute-contiguous-permute;
+        // libtorch's convolution then follows the input's suggested memory format.
+        var network = (UNet)unet.Network;
+        network.eval();
+        using (var x = torch.randn([settings.ImageBatch, 1, 28, 28]))
+        using (var t = torch.full([settings.ImageBatch], 500L, dtype: ScalarType.Int64))
+        using (var nhwc = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2))
+        using (torch.no_grad())
+        {
+            Report("channels_last", $"UNet forward, batch {settings.ImageBatch}, ms (NCHW → NHWC-strided input)",
+                AB(reps, () => { using (network.forward(x, t)) { } }, () => { using (network.forward(nhwc, t)) { } }));
+
+            // 3. Threads: 1 vs the configured count.
+            int n = settings.Threads;
+            var timed = AB(reps, () => { Platform.SetThreads(1); using (network.forward(x, t)) { } }, () => { Platform.SetThreads(n); using (network.forward(x, t)) { } });
+            Platform.SetThreads(n);
+            Report("threads", $"UNet forward, batch {settings.ImageBatch}, ms (1 → {n} threads)", timed);
+            Log($"interop threads: {torch.get_num_interop_threads()} (the bench does not use inter-op parallelism)");
+
+            // 4. bfloat16. No autocast in TorchSharp 0.107; a cast copy of the network is the option.
+            try
+            {
+                using var half = new UNet(network.Config);
+                half.load_state_dict(network.state_dict());
+                half.to(ScalarType.BFloat16).eval();
+                using var xh = x.to(ScalarType.BFloat16);
+                Report("bfloat16", $"UNet forward, batch {settings.ImageBatch}, ms (fp32 → bf16 cast network)",
+                    AB(reps, () => { using (network.forward(x, t)) { } }, () => { using (half.forward(xh, t)) { } }));
+            }
+            catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or ArgumentException or InvalidOperationException)
+            {
+                Results.Add(("bfloat16", "UNet forward, cast network", double.NaN, double.NaN, "blocked: " + e.Message.Split('\n')[0]));
+                Log("bfloat16 UNet blocked: " + e.Message.Split('\n')[0]);
+            }
+        }
+
+        // bfloat16 on the Transformer (embeddings keep it bf16 end to end), with the effect on the output.
+        var config = Recipes.Get("wujue-mask").Transformer!;
+        torch.manual_seed(0);
+        using (var full = new TextTransformer(TextWorkload.Vocab, TextWorkload.Length, config, TextWorkload.Length))
+        using (var half = new TextTransformer(TextWorkload.Vocab, TextWorkload.Length, config, TextWorkload.Length))
+        using (var tokens = torch.randint(3, TextWorkload.Vocab, [settings.TextSamples, TextWorkload.Length], dtype: ScalarType.Int64))
+        using (var level = torch.full([settings.TextSamples], 10L, dtype: ScalarType.Int64))
+        using (torch.no_grad())
+        {
+            full.eval();
+            half.load_state_dict(full.state_dict());
+            half.to(ScalarType.BFloat16).eval();
+            var timed = AB(reps, () => { using (full.forward(tokens, level)) { } }, () => { using (half.forward(tokens, level)) { } });
+            using var p32 = full.forward(tokens, level).softmax(-1);
+            using var p16 = half.forward(tokens, level).to(ScalarType.Float32).softmax(-1);
+            double tv = 0.5 * (p32 - p16).abs().sum(-1).mean().item<float>();
+            Report("bfloat16", $"Transformer forward, batch {settings.TextSamples}, ms (fp32 → bf16 cast network)", timed,
+                $"mean total-variation distance of q(x0|xt) vs fp32: {tv.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
+        }
+
+        Console.WriteLine($"### udm bench --levers ({settings.Name}), {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {settings.Threads} threads, {MachineInfo.Cpu()}");
+        Console.WriteLine();
+        Console.WriteLine("| lever | measurement | A ms | B ms | B/A | note |");
+        Console.WriteLine("|---|---|---:|---:|---:|---|");
+        foreach (var (lever, what, a, b, note) in Results)
+            Console.WriteLine(FormattableString.Invariant($"| {lever} | {what} | {a:0.#} | {b:0.#} | {b / a:0.00} | {note} |"));
+    }
+}
