@@ -55,21 +55,35 @@ public sealed class GaussianDecoderModel(EncodingProcess process, EncoderDecoder
 
 /// <summary>
 /// The categorical decoder for tokens: q(x_0 | x_t) = Π_i Cat(softmax(D(x_t, t))_i), trained by
-/// cross-entropy on every position, through both D and Enc.
+/// cross-entropy on every position, through both D and Enc. Tokens the data never contains
+/// (special symbols) can be excluded: their logits are −∞, so they are never drawn.
 /// </summary>
-public sealed class CategoricalDecoderModel(EncoderDecoder network) : ITrainablePosteriorModel<TokenDecoderPosterior>
+public sealed class CategoricalDecoderModel : ITrainablePosteriorModel<TokenDecoderPosterior>
 {
-    /// <inheritdoc />
-    public nn.Module Network => network;
+    private readonly EncoderDecoder _network;
+    private readonly Tensor? _excluded;
 
-    /// <inheritdoc />
-    public TokenDecoderPosterior Predict(Tensor xt, Tensor t) => new(network.Decoder.forward(xt, t).log_softmax(-1));
-
-    /// <inheritdoc />
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    /// <summary>The decoder of <paramref name="network"/>, never predicting <paramref name="excludedTokens"/>.</summary>
+    public CategoricalDecoderModel(EncoderDecoder network, IReadOnlyCollection<long>? excludedTokens = null)
     {
-        var logits = network.Decoder.forward(xt, t);
-        return nn.functional.cross_entropy(logits.flatten(0, 1), x0.flatten());
+        _network = network;
+        if (excludedTokens is { Count: > 0 }) _excluded = torch.tensor(excludedTokens.ToArray()).DetachFromDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public nn.Module Network => _network;
+
+    /// <inheritdoc />
+    public TokenDecoderPosterior Predict(Tensor xt, Tensor t) => new(Logits(xt, t).log_softmax(-1));
+
+    /// <inheritdoc />
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise) =>
+        nn.functional.cross_entropy(Logits(xt, t).flatten(0, 1), x0.flatten());
+
+    private Tensor Logits(Tensor xt, Tensor t)
+    {
+        var logits = _network.Decoder.forward(xt, t);
+        return _excluded is null ? logits : logits.index_fill(-1, _excluded.to(logits.device), float.NegativeInfinity);
     }
 }
 

@@ -70,8 +70,12 @@ public sealed class EncodingFamilyModel : FamilyModel
         }
         else
         {
-            _textTraining = new CategoricalDecoderModel(TrainedNetwork);
-            _textModel = new CategoricalDecoderModel(SamplingNetwork);
+            // [UNK] and [MASK] never occur in the data, nor [PAD] in unpadded sets: never predict them.
+            var train = (TokenDataset)data.Train;
+            long[] specials = train.UsesPadding ? [Tokens.Vocabulary.UnknownId, Tokens.Vocabulary.MaskId]
+                : [Tokens.Vocabulary.UnknownId, Tokens.Vocabulary.MaskId, Tokens.Vocabulary.PadId];
+            _textTraining = new CategoricalDecoderModel(TrainedNetwork, specials);
+            _textModel = new CategoricalDecoderModel(SamplingNetwork, specials);
         }
     }
 

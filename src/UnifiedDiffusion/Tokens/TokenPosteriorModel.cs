@@ -63,13 +63,30 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
     /// </summary>
     public Tensor ConditioningLevel(Tensor xt, Tensor t) => _process is MaskProcess mask ? mask.LevelOf(xt) : t;
 
+    // Built once per device rather than on every call.
+    private Tensor SuppressedMask(Device device)
+    {
+        lock (_suppressedGate)
+        {
+            // Compared by name: Device objects are created afresh on every query.
+            if (_suppressedMask is null || _suppressedMask.device.ToString() != device.ToString())
+            {
+                _suppressedMask?.Dispose();
+                _suppressedMask = torch.tensor(_suppressed, device: device).DetachFromDisposeScope();
+            }
+            return _suppressedMask;
+        }
+    }
+
+    private Tensor? _suppressedMask;
+    private readonly Lock _suppressedGate = new();
+
     /// <summary>Logits [B, L, V] with the suppressed specials at −∞.</summary>
     public Tensor Logits(Tensor xt, Tensor t)
     {
         using var scope = torch.NewDisposeScope();
         var logits = _network.forward(xt, ConditioningLevel(xt, t));
-        var suppressed = torch.tensor(_suppressed, device: logits.device);
-        return logits.masked_fill(suppressed, float.NegativeInfinity).MoveToOuterDisposeScope();
+        return logits.masked_fill(SuppressedMask(logits.device), float.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -194,7 +211,9 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
             }
             Replace(ref _x, xt);
             Replace(ref _t, t);
-            Replace(ref _probabilities, probabilities);
+            // Made in this scope and held by nobody else: keep it rather than copy B·L·V floats per step.
+            _probabilities?.Dispose();
+            _probabilities = probabilities.DetachFromDisposeScope();
         }
         return new CategoricalPosterior(_probabilities!);
     }
