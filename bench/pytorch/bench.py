@@ -16,7 +16,7 @@ What each row mirrors (C# file in brackets):
             kernels (fill t-s masked positions; repair positions with prob ∝ 1-q(x_t,i|x_t), tokens from
             q restricted to != x_t,i) [Tokens/*.cs]; the first mask step runs one row, as CachingPosteriorModel
 """
-import argparse, json, math, os, platform, resource, statistics, sys, time
+import argparse, json, math, os, platform, statistics, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -400,7 +400,9 @@ def run_memory(settings, row):
         out["growth_percent"] = 100 * (out["rss_end_mb"] - out["rss_warm_mb"]) / out["rss_warm_mb"]
     else:
         raise SystemExit(f"unknown memory row {row}")
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # VmHWM, as on the C# side. ru_maxrss is no use here: Linux carries the high-water mark of the
+    # parent (the udm process that forked this one) across fork and exec.
+    out["peak_mb"] = rss("VmHWM")
     return out
 
 

@@ -118,6 +118,28 @@ internal static class Levers
                 $"mean total-variation distance of q(x0|xt) vs fp32: {tv.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
         }
 
+        // 5. The token samplers' per-step work outside the network, on one step's [B, L, V] marginals.
+        var text = new TextWorkload(settings);
+        text.Setup();
+        using (var logits = torch.randn([settings.TextSamples, TextWorkload.Length, TextWorkload.Vocab], generator: new Generator(3)))
+        using (var xt = torch.randint(3, TextWorkload.Vocab, [settings.TextSamples, TextWorkload.Length], dtype: ScalarType.Int64, generator: new Generator(4)))
+        using (torch.no_grad())
+        {
+            var probabilities = logits.softmax(2);
+            var masked = xt.remainder(2).eq(0);
+            xt.masked_fill_(masked, Tokens.Vocabulary.MaskId);
+            Report("token ops", $"mask carry-over on [{settings.TextSamples}, {TextWorkload.Length}, {TextWorkload.Vocab}], ms (one_hot + where → masked_fill + scatter)",
+                AB(reps, () => { using var scope = torch.NewDisposeScope(); torch.where(masked.unsqueeze(2), probabilities, nn.functional.one_hot(xt, TextWorkload.Vocab).to(probabilities.dtype)); },
+                         () => { using var scope = torch.NewDisposeScope(); var keep = masked.logical_not().unsqueeze(2); probabilities.masked_fill(keep, 0).scatter_(2, xt.unsqueeze(2), keep.to(probabilities.dtype)); }));
+            Report("token ops", $"categorical draw of {settings.TextSamples * TextWorkload.Length} rows of {TextWorkload.Vocab}, ms (multinomial float64 → float32)",
+                AB(reps, () => { using var scope = torch.NewDisposeScope(); torch.multinomial(probabilities.reshape(-1, TextWorkload.Vocab).to(ScalarType.Float64), 1, replacement: true, generator: new Generator(5)); },
+                         () => { using var scope = torch.NewDisposeScope(); torch.multinomial(probabilities.reshape(-1, TextWorkload.Vocab), 1, replacement: true, generator: new Generator(5)); }));
+            Report("token ops", $"softmax of [{settings.TextSamples}, {TextWorkload.Length}, {TextWorkload.Vocab}], ms (float32; B is the same op again)",
+                AB(reps, () => { using (logits.softmax(2)) { } }, () => { using (logits.softmax(2)) { } }));
+        }
+        Report("token ops", $"mask improved sampling, {settings.TextSamples} poems, ms (with → without the caching posterior model)",
+            AB(reps, () => { using (text.Sample(true, settings.TextSamples, 1)) { } }, () => { using (text.Sample(true, settings.TextSamples, 1, cache: false)) { } }));
+
         Console.WriteLine($"### udm bench --levers ({settings.Name}), {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {settings.Threads} threads, {MachineInfo.Cpu()}");
         Console.WriteLine();
         Console.WriteLine("| lever | measurement | A ms | B ms | B/A | note |");

@@ -158,10 +158,13 @@ internal abstract class Workload
                 w.Build();
                 var trainer = w.Experiment.CreateTrainer(w.Experiment.Config.Training with { Steps = s.RssSteps, CheckpointEvery = int.MaxValue });
                 double warm = 0;
+                // The trainer returns free heap to the OS after every 500th step, after its progress
+                // report: read RSS one step after a trim, so that warm-up and end are read alike (the end
+                // reading follows the trim of the last step).
                 trainer.Run(null, new SyncProgress<TrainingProgress>(p =>
                 {
-                    if (p.Step == s.RssWarmStep) warm = Rss("VmRSS");
-                    if (p.Step % 1000 == 0) log?.Invoke($"step {p.Step}: RSS {Rss("VmRSS"):F0} MB");
+                    if (p.Step == s.RssWarmStep + 1) warm = Rss("VmRSS");
+                    if (p.Step % 1000 == 1) log?.Invoke($"step {p.Step}: RSS {Rss("VmRSS"):F0} MB");
                 }));
                 double end = Rss("VmRSS");
                 result["rss_warm_mb"] = warm;
@@ -440,12 +443,13 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
     }
 
     /// <summary>As TokenFamilyModel.Sample: the caching posterior model, the improved kernel, a trailing grid.</summary>
-    public Tensor Sample(bool mask, int count, long seed)
+    public Tensor Sample(bool mask, int count, long seed, bool cache = true)
     {
         var grid = TimeGrid.Parse("trailing", Length, Math.Min(Settings.TextSteps, Length));
         using var cached = new CachingPosteriorModel(mask ? _maskModel : _editModel, levelFromInput: mask);
         IReverseKernel<CategoricalPosterior> kernel = mask ? new MaskImproveKernel(FillOrder.Random) : new EditImproveKernel();
-        var sampler = new Sampler<CategoricalPosterior>(mask ? _mask : _edit, cached, kernel);
+        IPosteriorModel<CategoricalPosterior> model = cache ? cached : mask ? _maskModel : _editModel;
+        var sampler = new Sampler<CategoricalPosterior>(mask ? _mask : _edit, model, kernel);
         return sampler.Sample([count, Length], grid, torch.CPU, new Generator((ulong)seed), new SamplingOptions());
     }
 

@@ -22,12 +22,19 @@ public sealed class CategoricalPosterior : IPosterior
     public Tensor Probabilities { get; }
 
     /// <summary>Draws x̂_0: each position independently from its marginal (int64 [B, L]).</summary>
+    /// <remarks>
+    /// By inversion of the cumulative distribution (in float64): the first token whose cumulative
+    /// mass exceeds u·total, u ~ U[0, 1); tokens of zero mass are never drawn. libtorch 2.10's
+    /// torch.multinomial took 242 ms for 2,000 rows of 3,000 tokens here (torch 1.13: 17 ms), which
+    /// made it the whole cost of a text sampling step; this takes a few milliseconds.
+    /// </remarks>
     public Tensor Draw(Generator? generator)
     {
         using var scope = torch.NewDisposeScope();
         long b = Probabilities.shape[0], l = Probabilities.shape[1], v = Probabilities.shape[2];
-        var flat = Probabilities.reshape(b * l, v).to(ScalarType.Float64);
-        return torch.multinomial(flat, 1, replacement: true, generator: generator).reshape(b, l).MoveToOuterDisposeScope();
+        var cumulative = Probabilities.reshape(b * l, v).to(ScalarType.Float64).cumsum(1);
+        var u = torch.rand([b * l, 1], dtype: ScalarType.Float64, device: cumulative.device, generator: generator).mul_(cumulative[.., (int)(v - 1)..]);
+        return torch.searchsorted(cumulative, u, right: true).clamp_max_(v - 1).reshape(b, l).MoveToOuterDisposeScope();
     }
 
     /// <summary>The probability each position gives to the token that x holds there, [B, L].</summary>

@@ -100,8 +100,10 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
         var probabilities = Logits(xt, t).softmax(2);
         if (_process is MaskProcess mask)
         {
-            var carried = nn.functional.one_hot(xt, VocabSize).to(probabilities.dtype);
-            probabilities = torch.where(xt.eq(mask.MaskId).unsqueeze(2), probabilities, carried);
+            // Unmasked rows become the point mass on x_t's token (zero the row, then a 1 at the token):
+            // the same values as where(masked, p, one_hot(x_t)) at half the cost.
+            var known = xt.ne(mask.MaskId).unsqueeze(2);
+            probabilities = probabilities.masked_fill_(known, 0).scatter_(2, xt.unsqueeze(2), known.to(probabilities.dtype));
         }
         return new CategoricalPosterior(probabilities.MoveToOuterDisposeScope());
     }

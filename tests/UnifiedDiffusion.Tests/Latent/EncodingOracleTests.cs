@@ -41,7 +41,7 @@ internal sealed class LinearEncoder : LatentEncoder
 /// linear Enc; with one, DDIM is exact in the limit of many steps. Thresholds are fixed in advance: 3× the Monte-Carlo noise floor of
 /// the total-variation distance for exact samplers, 0.05 for DDIM's discretisation at 100 steps.
 /// </summary>
-public sealed class EncodingOracleTests
+public sealed class EncodingOracleTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const int Draws = 20_000;
     private static readonly NoiseSchedule Schedule = NoiseSchedule.Create(new ScheduleConfig());
@@ -88,6 +88,7 @@ public sealed class EncodingOracleTests
         Assert.Equal([(long)Draws, 1, 3, 3], samples.shape);
         var nearest = Nearest(samples, support);
         double tv = TotalVariation(nearest, ImageProbabilities);
+        output.WriteLine($"DDPM, images: TV {tv:F4}, limit {3 * NoiseFloor(ImageProbabilities):F4}");
         Assert.True(tv < 3 * NoiseFloor(ImageProbabilities), $"TV {tv:F4} against a limit of {3 * NoiseFloor(ImageProbabilities):F4}");
     }
 
@@ -101,6 +102,7 @@ public sealed class EncodingOracleTests
         var sampler = new Sampler<FiniteSetPosterior>(process, oracle, GaussianKernels.Ddim());
         var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Steps, 100), torch.CPU, new Generator(22));
         double tv = TotalVariation(Nearest(samples, support), ImageProbabilities);
+        output.WriteLine($"DDIM with the mean, linear Enc: TV {tv:F4}, limit 0.05");
         Assert.True(tv < 0.05, $"TV {tv:F4} against a limit of 0.05");
         // The decoder's mean at the last level is (almost) a support image, not a blend.
         Assert.True((samples - support.index_select(0, Nearest(samples, support))).abs().mean().item<float>() < 0.01f);
@@ -124,6 +126,7 @@ public sealed class EncodingOracleTests
         var matches = samples.unsqueeze(1).eq(support.unsqueeze(0)).all(2); // [n, K]
         Assert.True(matches.any(1).all().item<bool>(), "a sample is not one of the support strings");
         double tv = TotalVariation(matches.to(ScalarType.Int64).argmax(1), p);
+        output.WriteLine($"DDPM, strings: TV {tv:F4}, limit {3 * NoiseFloor(p):F4}");
         Assert.True(tv < 3 * NoiseFloor(p), $"TV {tv:F4} against a limit of {3 * NoiseFloor(p):F4}");
     }
 
