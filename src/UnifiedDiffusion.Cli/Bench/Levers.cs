@@ -88,8 +88,12 @@ internal static class Levers
                 half.load_state_dict(network.state_dict());
                 half.to(ScalarType.BFloat16).eval();
                 using var xh = x.to(ScalarType.BFloat16);
-                Report("bfloat16", $"UNet forward, batch {settings.ImageBatch}, ms (fp32 → bf16 cast network)",
-                    AB(reps, () => { using (network.forward(x, t)) { } }, () => { using (half.forward(xh, t)) { } }));
+                var timedHalf = AB(reps, () => { using (network.forward(x, t)) { } }, () => { using (half.forward(xh, t)) { } });
+                using var y32 = network.forward(x, t);
+                using var y16 = half.forward(xh, t).to(ScalarType.Float32);
+                double relative = ((y16 - y32).pow(2).mean().sqrt() / y32.pow(2).mean().sqrt()).item<float>();
+                Report("bfloat16", $"UNet forward, batch {settings.ImageBatch}, ms (fp32 → bf16 cast network)", timedHalf,
+                    $"relative RMS difference of ε̂ vs fp32: {relative.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
             }
             catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or ArgumentException or InvalidOperationException)
             {

@@ -165,7 +165,9 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     {
         if (x.dim() != 4 || x.shape[1] != Config.InChannels)
             throw new ArgumentException($"the UNet expects [B, {Config.InChannels}, H, W] input, got [{string.Join(", ", x.shape)}].", nameof(x));
-        var embedding = _timeMlp.forward(_timeFeatures.forward(t));
+        using var scope = torch.NewDisposeScope();
+        // The sinusoidal features are computed in float32; follow the input's dtype (a bfloat16 copy of the network).
+        var embedding = _timeMlp.forward(_timeFeatures.forward(t).to(x.dtype));
         if (_classEmbedding is not null)
         {
             var classes = labels ?? torch.full([x.shape[0]], NullLabel, dtype: ScalarType.Int64, device: x.device);
@@ -207,7 +209,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
                 h = _upsample[upsampler++].forward(h);
             }
         }
-        return _output.forward(nn.functional.silu(_outNorm.forward(h)));
+        return _output.forward(nn.functional.silu(_outNorm.forward(h))).MoveToOuterDisposeScope();
     }
 
     /// <summary>GroupNorm → SiLU → conv, plus the projected embedding, twice, around a residual path.</summary>
@@ -238,10 +240,13 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
 
         public override Tensor forward(Tensor x, Tensor embedding)
         {
+            // Intermediates are freed at the end of the block, not of the whole step: autograd keeps
+            // what backward needs, and the peak of live memory falls (as Python's refcounting does).
+            using var scope = torch.NewDisposeScope();
             var h = _conv1.forward(nn.functional.silu(_norm1.forward(x)));
             h = h + _embedding.forward(nn.functional.silu(embedding)).unsqueeze(-1).unsqueeze(-1);
             h = _conv2.forward(_dropout.forward(nn.functional.silu(_norm2.forward(h))));
-            return h + (_skip is null ? x : _skip.forward(x));
+            return (h + (_skip is null ? x : _skip.forward(x))).MoveToOuterDisposeScope();
         }
     }
 
@@ -262,6 +267,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
 
         public override Tensor forward(Tensor x)
         {
+            using var scope = torch.NewDisposeScope();
             long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
             var qkv = _qkv.forward(_norm.forward(x)).reshape(b, 3, c, h * w);
             var q = qkv[.., 0].transpose(1, 2);             // [B, N, C]
@@ -269,7 +275,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
             var v = qkv[.., 2].transpose(1, 2);             // [B, N, C]
             var weights = torch.softmax(torch.bmm(q, k) * (1.0 / Math.Sqrt(c)), -1);
             var attended = torch.bmm(weights, v).transpose(1, 2).reshape(b, c, h, w);
-            return x + _projection.forward(attended);
+            return (x + _projection.forward(attended)).MoveToOuterDisposeScope();
         }
     }
 }
