@@ -213,7 +213,7 @@ internal static class BenchCommand
         text.AppendLine($"- Command: `{report.Command}`");
         text.AppendLine("- Speed rows: median over interleaved rounds (C# round, then PyTorch round) after untimed warm-up; a train step is the median step of each round. "
             + "Random weights and random inputs of the right shapes (no data download); Analytic-DDIM's Γ is estimated untimed from random inputs, and both sides use C#'s step variances. "
-            + "Memory rows run each in a fresh process (C#: VmHWM/VmRSS; PyTorch: ru_maxrss, VmRSS).");
+            + "Memory rows run each in a fresh process (VmHWM/VmRSS from /proc on both sides).");
         text.AppendLine();
         text.AppendLine("| suite | measure | unit | C# | PyTorch | C#/PyTorch |");
         text.AppendLine("|---|---|---|---:|---:|---:|");
