@@ -391,7 +391,7 @@ def run_memory(settings, row):
         m.trainer.times(settings["memory_train_steps"])
     elif row == "mem.drift":
         m = toy(settings)
-        warm_step, steps = min(1000, max(1, settings["rss_steps"] // 4)), settings["rss_steps"]
+        warm_step, steps = min(5000, max(1, settings["rss_steps"] // 4)), settings["rss_steps"]
         for step in range(1, steps + 1):
             m.trainer.step()
             if step == warm_step:
