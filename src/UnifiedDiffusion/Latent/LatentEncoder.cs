@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using UnifiedDiffusion.Networks;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Latent;
@@ -62,10 +63,10 @@ public sealed class ConvEncoder : LatentEncoder
         for (int i = 0; i < layers; i++)
         {
             int input = i == 0 ? channels : width, output = i == layers - 1 ? channels : width;
-            var conv = nn.Conv2d(input, output, 3, padding: 1);
+            var conv = new ChannelPaddedConv2d(input, output, 3, padding: 1);
             if (i == layers - 1)
             {
-                using (torch.no_grad()) { nn.init.zeros_(conv.weight!); nn.init.zeros_(conv.bias!); }
+                using (torch.no_grad()) { nn.init.zeros_(conv.Weight); nn.init.zeros_(conv.Bias); }
             }
             modules.Add(($"conv{i}", conv));
             if (i < layers - 1) modules.Add(($"act{i}", nn.SiLU()));

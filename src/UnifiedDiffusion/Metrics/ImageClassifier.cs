@@ -4,6 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Data;
+using UnifiedDiffusion.Networks;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Metrics;
@@ -23,8 +24,8 @@ public sealed class ImageClassifier : nn.Module<Tensor, Tensor>
     private const int Chunk = 500;
     private static readonly object SeedLock = new();
 
-    private readonly Conv2d conv1;
-    private readonly Conv2d conv2;
+    private readonly ChannelPaddedConv2d conv1;
+    private readonly ChannelPaddedConv2d conv2;
     private readonly Linear fc1;
     private readonly Linear fc2;
 
@@ -37,8 +38,8 @@ public sealed class ImageClassifier : nn.Module<Tensor, Tensor>
         Height = height;
         Width = width;
         ClassCount = classCount;
-        conv1 = nn.Conv2d(channels, 16, 3, padding: 1);
-        conv2 = nn.Conv2d(16, 32, 3, padding: 1);
+        conv1 = new ChannelPaddedConv2d(channels, 16, 3, padding: 1);
+        conv2 = new ChannelPaddedConv2d(16, 32, 3, padding: 1);
         fc1 = nn.Linear(32 * (height / 4) * (width / 4), FeatureWidth);
         fc2 = nn.Linear(FeatureWidth, classCount);
         RegisterComponents();

@@ -45,3 +45,81 @@ public sealed class SinusoidalEmbedding : nn.Module<Tensor, Tensor>
         return torch.cat([angles.sin(), angles.cos()], 1);
     }
 }
+
+/// <summary>
+/// A 2-D convolution with nn.Conv2d's parameters, initialisation and state-dict names
+/// (<c>weight</c> [out, in, k, k], <c>bias</c> [out]) that computes with output channels padded
+/// to a multiple of 16 and input channels above 16 to a multiple of 32, where libtorch 2.10's
+/// oneDNN kernels are wrong without it.
+/// </summary>
+/// <remarks>
+/// Measured on the 2026-11-29 machine (AMD EPYC, family 26, AVX-512): float32 3×3 convolutions
+/// with 20, 24 or 40 input channels gave wrong outputs, NaN when the heap held NaN bit patterns,
+/// and those with 1, 8 or 24 output channels gave wrong input gradients (errors of 10–20 against
+/// float64 and finite differences), so a UNet's 32 → 1 output convolution back-propagated garbage;
+/// stride-2 convolutions with 48 or 80 input channels had input gradients off by 0.2. Multiples
+/// of 32 in and 16 out were exact. Zero weights for the padded output channels and
+/// zero inputs for the padded input channels make the result the unpadded convolution's, on
+/// every CPU; <c>ConvolutionTests</c> checks the shapes against float64.
+/// </remarks>
+public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
+{
+    /// <summary>The multiple of output channels the convolution computes with.</summary>
+    public const int OutputBlock = 16;
+
+    /// <summary>The multiple of input channels (above <see cref="OutputBlock"/>) the convolution computes with.</summary>
+    public const int InputBlock = 32;
+
+#pragma warning disable IDE1006 // nn.Conv2d's state-dict names
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+#pragma warning restore IDE1006
+    private readonly long _stride, _padding;
+
+    /// <summary>A convolution from <paramref name="input"/> to <paramref name="output"/> channels, initialised as nn.Conv2d.</summary>
+    public ChannelPaddedConv2d(long input, long output, long kernel, long stride = 1, long padding = 0) : base(nameof(ChannelPaddedConv2d))
+    {
+        // nn.Conv2d's own initialisation (and random draws), so weights equal an nn.Conv2d's built at the same point.
+        using var reference = nn.Conv2d(input, output, kernel, stride: stride, padding: padding);
+        // Parameters outlive any dispose scope of the caller, as nn.Conv2d's own do.
+        weight = (Parameter)new Parameter(reference.weight!.detach().clone()).DetachFromDisposeScope();
+        bias = (Parameter)new Parameter(reference.bias!.detach().clone()).DetachFromDisposeScope();
+        _stride = stride;
+        _padding = padding;
+        RegisterComponents();
+    }
+
+    /// <summary>The weight [out, in, k, k].</summary>
+    public Parameter Weight => weight;
+
+    /// <summary>The bias [out].</summary>
+    public Parameter Bias => bias;
+
+    /// <summary>Input channels padded only above 16: below it oneDNN's kernels were exact.</summary>
+    private static long InputPadding(long channels) => channels > OutputBlock ? (InputBlock - channels % InputBlock) % InputBlock : 0;
+
+    private static long OutputPadding(long channels) => (OutputBlock - channels % OutputBlock) % OutputBlock;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        long output = weight.shape[0], padIn = InputPadding(weight.shape[1]), padOut = OutputPadding(output);
+        if (padIn == 0 && padOut == 0)
+            return nn.functional.conv2d(x, weight, bias, strides: [_stride, _stride], padding: [_padding, _padding]);
+        using var scope = torch.NewDisposeScope();
+        // F.pad lists (last-dim left, right, …): [0, 0, 0, 0, 0, p] pads dim 1 of x and w on the right.
+        Tensor w = weight, b = bias, input = x;
+        if (padIn > 0)
+        {
+            w = nn.functional.pad(w, [0, 0, 0, 0, 0, padIn]);
+            input = nn.functional.pad(x, [0, 0, 0, 0, 0, padIn]);
+        }
+        if (padOut > 0)
+        {
+            w = nn.functional.pad(w, [0, 0, 0, 0, 0, 0, 0, padOut]);
+            b = nn.functional.pad(b, [0, padOut]);
+        }
+        var y = nn.functional.conv2d(input, w, b, strides: [_stride, _stride], padding: [_padding, _padding]);
+        return (padOut > 0 ? y.narrow(1, 0, output) : y).MoveToOuterDisposeScope();
+    }
+}

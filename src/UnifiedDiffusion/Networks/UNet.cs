@@ -77,16 +77,16 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     private readonly SinusoidalEmbedding _timeFeatures;
     private readonly Sequential _timeMlp;
     private readonly Embedding? _classEmbedding;
-    private readonly Conv2d _input;
+    private readonly ChannelPaddedConv2d _input;
     private readonly ModuleList<ResBlock> _down;
-    private readonly ModuleList<Conv2d> _downsample;
+    private readonly ModuleList<ChannelPaddedConv2d> _downsample;
     private readonly ResBlock _middle1;
     private readonly SelfAttention? _attention;
     private readonly ResBlock _middle2;
     private readonly ModuleList<ResBlock> _up;
-    private readonly ModuleList<Conv2d> _upsample;
+    private readonly ModuleList<ChannelPaddedConv2d> _upsample;
     private readonly GroupNorm _outNorm;
-    private readonly Conv2d _output;
+    private readonly ChannelPaddedConv2d _output;
     private readonly int _levels;
     private readonly int _blocks;
 
@@ -101,10 +101,10 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         _timeFeatures = new SinusoidalEmbedding(config.TimeEmbedding);
         _timeMlp = nn.Sequential(nn.Linear(config.TimeEmbedding, embedding), nn.SiLU(), nn.Linear(embedding, embedding));
         if (config.ClassCount > 0) _classEmbedding = nn.Embedding(config.ClassCount + 1, embedding);
-        _input = nn.Conv2d(config.InChannels, config.BaseChannels, 3, padding: 1);
+        _input = new ChannelPaddedConv2d(config.InChannels, config.BaseChannels, 3, padding: 1);
 
         var down = new List<ResBlock>();
-        var downsample = new List<Conv2d>();
+        var downsample = new List<ChannelPaddedConv2d>();
         var skips = new Stack<int>();
         int channels = config.BaseChannels;
         skips.Push(channels);
@@ -119,7 +119,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
             }
             if (level < _levels - 1)
             {
-                downsample.Add(nn.Conv2d(channels, channels, 3, stride: 2, padding: 1));
+                downsample.Add(new ChannelPaddedConv2d(channels, channels, 3, stride: 2, padding: 1));
                 skips.Push(channels);
             }
         }
@@ -128,7 +128,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         _middle2 = new ResBlock(channels, channels, embedding, config.Dropout);
 
         var up = new List<ResBlock>();
-        var upsample = new List<Conv2d>();
+        var upsample = new List<ChannelPaddedConv2d>();
         for (int level = _levels - 1; level >= 0; level--)
         {
             int width = config.BaseChannels * config.ChannelMultipliers[level];
@@ -137,14 +137,14 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
                 up.Add(new ResBlock(channels + skips.Pop(), width, embedding, config.Dropout));
                 channels = width;
             }
-            if (level > 0) upsample.Add(nn.Conv2d(channels, channels, 3, padding: 1));
+            if (level > 0) upsample.Add(new ChannelPaddedConv2d(channels, channels, 3, padding: 1));
         }
         _down = new ModuleList<ResBlock>([.. down]);
-        _downsample = new ModuleList<Conv2d>([.. downsample]);
+        _downsample = new ModuleList<ChannelPaddedConv2d>([.. downsample]);
         _up = new ModuleList<ResBlock>([.. up]);
-        _upsample = new ModuleList<Conv2d>([.. upsample]);
+        _upsample = new ModuleList<ChannelPaddedConv2d>([.. upsample]);
         _outNorm = Layers.GroupNorm(ResBlock.Groups(channels), channels);
-        _output = nn.Conv2d(channels, config.InChannels, 3, padding: 1);
+        _output = new ChannelPaddedConv2d(channels, config.InChannels, 3, padding: 1);
         RegisterComponents();
     }
 
@@ -216,22 +216,22 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     internal sealed class ResBlock : nn.Module<Tensor, Tensor, Tensor>
     {
         private readonly GroupNorm _norm1;
-        private readonly Conv2d _conv1;
+        private readonly ChannelPaddedConv2d _conv1;
         private readonly Linear _embedding;
         private readonly GroupNorm _norm2;
         private readonly Dropout _dropout;
-        private readonly Conv2d _conv2;
-        private readonly Conv2d? _skip;
+        private readonly ChannelPaddedConv2d _conv2;
+        private readonly ChannelPaddedConv2d? _skip;
 
         public ResBlock(int input, int output, int embedding, double dropout) : base(nameof(ResBlock))
         {
             _norm1 = Layers.GroupNorm(Groups(input), input);
-            _conv1 = nn.Conv2d(input, output, 3, padding: 1);
+            _conv1 = new ChannelPaddedConv2d(input, output, 3, padding: 1);
             _embedding = nn.Linear(embedding, output);
             _norm2 = Layers.GroupNorm(Groups(output), output);
             _dropout = nn.Dropout(dropout);
-            _conv2 = nn.Conv2d(output, output, 3, padding: 1);
-            if (input != output) _skip = nn.Conv2d(input, output, 1);
+            _conv2 = new ChannelPaddedConv2d(output, output, 3, padding: 1);
+            if (input != output) _skip = new ChannelPaddedConv2d(input, output, 1);
             RegisterComponents();
         }
 
@@ -254,14 +254,14 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
     {
         private readonly GroupNorm _norm;
-        private readonly Conv2d _qkv;
-        private readonly Conv2d _projection;
+        private readonly ChannelPaddedConv2d _qkv;
+        private readonly ChannelPaddedConv2d _projection;
 
         public SelfAttention(int channels) : base(nameof(SelfAttention))
         {
             _norm = Layers.GroupNorm(ResBlock.Groups(channels), channels);
-            _qkv = nn.Conv2d(channels, 3 * channels, 1);
-            _projection = nn.Conv2d(channels, channels, 1);
+            _qkv = new ChannelPaddedConv2d(channels, 3 * channels, 1);
+            _projection = new ChannelPaddedConv2d(channels, channels, 1);
             RegisterComponents();
         }
 
