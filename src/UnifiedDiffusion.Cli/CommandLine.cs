@@ -36,10 +36,20 @@ internal static class CommandLine
         }
         catch (UdmException e)
         {
-            error.WriteLine($"udm: error: {e.Message}");
+            error.WriteLine($"udm: error: {Flag(e.Subject)}{e.Message}");
             return UserError;
         }
     }
+
+    /// <summary>The command-line flag of a library setting, as a message prefix; the library itself never names flags.</summary>
+    private static string Flag(string? subject) => subject switch
+    {
+        "steps" or "eta" or "gamma" or "order" or "guidance" or "label" or "generate" or "sampler" or "count" or "inpaint" or "fix" or "nll" or "out" or "seed" => $"--{subject}: ",
+        "analyticClip" => "--analytic-clip: ",
+        "priorNoise" => "--prior-noise: ",
+        "learningRate" => "--lr: ",
+        _ => "",
+    };
 
     private static string CommandPath(ParseResult parsed)
     {

@@ -113,25 +113,14 @@ internal static class SampleCommand
             var model = experiment.Model;
             string sampler = request.Sampler ?? model.DefaultSampler;
             int steps = request.Steps ?? model.DefaultSteps;
-            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.SampleExtension}");
+            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.Modality.SampleExtension}");
             long sampleSeed = r.GetValue(seed);
+            string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
             var written = ProgressView.Run($"sample {sampler}", steps, report =>
             {
-                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment.Model.SamplingBatch };
+                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = model.Modality.SamplingBatch };
                 if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
-                if (model is ColdFamilyModel cold && !request.Generate)
-                {
-                    var (originals, degraded, restored) = cold.Restore(request, n, sampleSeed, options);
-                    using (originals) using (degraded) using (restored)
-                    {
-                        if (!path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"--out {path}: image samples are written as a .png grid.");
-                        ColdFamilyModel.WriteRestorationSheet(path, originals, degraded, restored);
-                    }
-                    return "restorations (rows: original, degraded, restored)";
-                }
-                using var samples = template is not null ? model.SampleWithTemplate(request, n, sampleSeed, template, options) : model.Sample(request, n, sampleSeed, options);
-                model.WriteSamples(path, samples, $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}"));
-                return "samples";
+                return model.WriteSamples(path, request, n, sampleSeed, options, title, template);
             });
             Console.WriteLine($"wrote {n} {written} to {path}");
             return 0;
@@ -175,15 +164,15 @@ internal static class EvalCommand
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress());
-            if (r.GetValue(nll) && experiment?.Model is EncodingFamilyModel)
-                throw new UdmException("--nll is not available for the encoding family: its bound (the decoder's likelihood at t = 1 plus the latent KL terms) is not implemented; compare samples with FID or perplexity.");
+            var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
+            requests = [.. requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q])];
             var results = new List<EvaluationResult>();
             foreach (var request in requests)
             {
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
                 var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
                 {
-                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment?.Model.SamplingBatch };
+                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment?.Model.Modality.SamplingBatch };
                     return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });
                 if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, requests.Count == 1);
@@ -201,20 +190,23 @@ internal static class EvalCommand
         return command;
     }
 
+    /// <summary>Adds the held-out bound; in a list, a sampler without a likelihood (a deterministic one) keeps its row without it.</summary>
     private static EvaluationResult WithNll(EvaluationResult result, SamplerRequest request, Experiment? experiment, Evaluation.Oracle? oracleRun, int n, long s, bool single)
     {
-        if (experiment?.Model is TokenFamilyModel tokens)
-            return result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["nelbo_bits_per_token"] = tokens.HeldOutBitsPerToken(Math.Min(n, 2000), s) } };
-        var spec = GaussianFamilyModel.ToSpec(request);
-        if (spec.Kind is not (GaussianSamplerKind.Ddpm or GaussianSamplerKind.AnalyticDdpm))
+        (string Metric, double Value)? bound;
+        if (oracleRun is not null)
         {
-            if (single) throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood).");
+            var spec = GaussianFamilyModel.ToSpec(request);
+            bound = spec.Entry.Likelihood is null ? null : ("nll_bits_per_dim", oracleRun.NllBitsPerDim(spec, n, s));
+        }
+        else bound = experiment!.Model.HeldOutBound(request, n, s);
+        if (bound is not { } value)
+        {
+            string stochastic = string.Join(", ", GaussianSamplers.Registry.Entries.Where(e => e.Likelihood is not null).Select(e => e.Name));
+            if (single) throw new UdmException($"a likelihood needs a sampler with a reverse variance ({stochastic}); {request.Sampler ?? "the default sampler"} is deterministic.") { Subject = "nll" };
             return result;
         }
-        double bits = oracleRun is not null
-            ? Evaluation.NllBitsPerDim(oracleRun.Process, oracleRun.Model, oracleRun.Gamma, spec, oracleRun.Mixture, n, s)
-            : experiment!.Gaussian.NllBitsPerDim(request, n, s);
-        return result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["nll_bits_per_dim"] = bits } };
+        return result with { Metrics = new Dictionary<string, double>(result.Metrics) { [value.Metric] = value.Value } };
     }
 
     /// <summary>One flat JSON object: the common fields, then the metrics.</summary>
@@ -323,9 +315,9 @@ internal static class DemoCommand
                 foreach (var name in Samplers)
                     foreach (int k in StepCounts)
                     {
-                        var spec = new GaussianSamplerSpec(GaussianSamplerSpec.ParseKind(name), k);
-                        rows.Add(experiment.Model.Evaluate(new SamplerRequest(name, k), n, s));
-                        if (k == 10 || k == 100) panels.Add(($"{name}, {k} steps", experiment.Sample(spec, n, s)));
+                        var request = new SamplerRequest(name, k);
+                        rows.Add(experiment.Model.Evaluate(request, n, s));
+                        if (k == 10 || k == 100) panels.Add(($"{name}, {k} steps", experiment.Model.Sample(request, n, s)));
                         report(++done, $"{name} {k} steps");
                     }
                 return 0;

@@ -24,20 +24,23 @@ internal static class Options
     }
 
     /// <summary>The options that choose a sampler, shared by `sample` and `eval`, for every family.</summary>
+    /// <remarks>
+    /// Options are passed on only when given, so that a sampler that does not take one reports it
+    /// (its family's registry decides); names and help come from the registries.
+    /// </remarks>
     internal sealed class SamplerSet
     {
         private readonly Option<string?> _sampler = new("--sampler")
         {
-            Description = $"sampler; gaussian: {string.Join(", ", GaussianSamplerSpec.Names)} (ddim with --eta > 0 is DDIM-η); cold: naive, improved, interpolate; "
-                + "mask and edit: recorrupt, improved. Default: ddim, improved. eval takes a comma list",
+            Description = $"sampler, by family: {SamplerCatalog.Describe()}. eval takes a comma list, or all",
         };
         private readonly Option<string?> _steps = new("--steps") { Description = "reverse steps (network evaluations); default 50, or the sequence length for text, T for cold; eval takes a comma list such as 10,20,50" };
-        private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 deterministic, 1 DDPM-like noise); for cold interpolate, σ̃", DefaultValueFactory = _ => 0.0 };
+        private readonly Option<double?> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 deterministic, 1 DDPM-like noise); for cold interpolate, σ̃" };
         private readonly Option<string> _grid = new("--grid") { Description = "time grid: leading, trailing, quadratic, or explicit levels such as \"999,500,0\"", DefaultValueFactory = _ => "leading" };
         private readonly Option<double?> _clip = new("--analytic-clip") { Description = "analytic samplers: cap the noise of the step onto the lowest level at this many pixel bins of 2/255 (official code: 2 for analytic-ddpm, 1 for analytic-ddim); 0 disables" };
-        private readonly Option<string> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, noise-norm (the paper's E‖ε̂‖²/d) or residual (1 − E‖ε − ε̂‖²/d)", DefaultValueFactory = _ => "noise-norm" };
-        private readonly Option<string?> _order = new("--order") { Description = "mask and edit improved samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
-        private readonly Option<double> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)", DefaultValueFactory = _ => 0.0 };
+        private readonly Option<string?> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, noise-norm (the paper's E‖ε̂‖²/d, the default) or residual (1 − E‖ε − ε̂‖²/d)" };
+        private readonly Option<string?> _order = new("--order") { Description = "mask fill and edit repair samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
+        private readonly Option<double?> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)" };
         private readonly Option<int?> _label = new("--label") { Description = "class-conditional image models: the class to draw (default: cycle through the classes)" };
         private readonly Option<bool> _generate = new("--generate") { Description = "cold: generate from the prior over fully degraded images instead of restoring held-out ones" };
         private readonly Option<double?> _priorNoise = new("--prior-noise") { Description = "cold generation: std of the noise added to prior draws (the paper's 0.002; 0 = none)" };
@@ -63,8 +66,6 @@ internal static class Options
                     throw new UdmException($"--steps {r.GetValue(_steps)} does not match --grid {grid}, which has {count} steps; leave --steps out.");
                 steps = [count];
             }
-            if (r.GetValue(_order) is { } order && order is not ("random" or "confident"))
-                throw new UdmException($"unknown --order \"{order}\": use random or confident.");
             return [.. from name in samplers from k in steps select Build(r, name, k)];
         }
 
@@ -73,36 +74,32 @@ internal static class Options
             var parts = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
             if (parts.Count == 0) throw new UdmException($"{name} needs a value.");
             if (parts.Count > 1 && !AllowLists) throw new UdmException($"{name} takes one value here; lists such as \"{value}\" work with `udm eval`.");
+            if (parts.Contains("all") && !AllowLists) throw new UdmException($"{name} all works with `udm eval`; name one sampler here.");
             return [.. parts];
         }
 
         private SamplerRequest Build(ParseResult r, string? sampler, int? k)
         {
-            var estimator = r.GetValue(_gamma)!.ToLowerInvariant() switch
+            GammaEstimator? estimator = r.GetValue(_gamma)?.ToLowerInvariant() switch
             {
+                null => null,
                 "noise-norm" => GammaEstimator.NoiseNorm,
                 "residual" => GammaEstimator.Residual,
                 var other => throw new UdmException($"unknown --gamma \"{other}\": use noise-norm or residual."),
             };
-            double? clip = r.GetValue(_clip);
-            if (clip < 0) throw new UdmException($"--analytic-clip must be 0 (off) or positive, got {clip}.");
-            double eta = r.GetValue(_eta);
-            if (!(eta >= 0 && eta <= 1)) throw new UdmException($"--eta {eta} is out of range; use a value in [0, 1].");
-            AnalyticOptions? analytic = null;
-            if ((clip is not null || estimator != GammaEstimator.NoiseNorm) && sampler is not null && GaussianSamplerSpec.Names.Contains(sampler.ToLowerInvariant()))
-            {
-                var kind = GaussianSamplerSpec.ParseKind(sampler);
-                analytic = new AnalyticOptions(ClipPixels: clip is null ? GaussianSampling.DefaultClipPixels(kind) : clip == 0 ? null : clip, Estimator: estimator);
-            }
+            double? eta = r.GetValue(_eta);
+            if (eta is { } e && !(e >= 0 && e <= 1)) throw new UdmException($"--eta {e} is out of range; use a value in [0, 1].");
+            if (r.GetValue(_priorNoise) is < 0 and var noise) throw new UdmException($"--prior-noise must be 0 or more, got {noise}.");
             return new SamplerRequest(sampler, k, r.GetValue(_grid)!)
             {
                 Eta = eta,
-                Analytic = analytic,
+                AnalyticClip = r.GetValue(_clip),
+                Gamma = estimator,
                 Order = r.GetValue(_order),
                 Guidance = r.GetValue(_guidance),
                 Label = r.GetValue(_label),
                 Generate = r.GetValue(_generate),
-                PriorNoise = r.GetValue(_priorNoise) is { } noise && noise < 0 ? throw new UdmException($"--prior-noise must be 0 or more, got {noise}.") : r.GetValue(_priorNoise),
+                PriorNoise = r.GetValue(_priorNoise),
             };
         }
     }

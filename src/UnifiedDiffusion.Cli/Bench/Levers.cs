@@ -51,15 +51,15 @@ internal static class Levers
         unet.Build();
         var toy = new ToyWorkload(settings);
         toy.Build();
-        var toySpec = new GaussianSamplerSpec(GaussianSamplerKind.Ddim, settings.ToySteps);
+        var toyRequest = new SamplerRequest("ddim", settings.ToySteps);
 
         // 1. Inference mode around the whole sampler loop (the loop itself runs under no_grad).
         Report("inference_mode", $"UNet DDIM-{steps}, {count} images, ms (no_grad → inference_mode)",
-            AB(reps, () => { using (unet.Sample(GaussianSamplerKind.Ddim, steps, count, 1)) { } },
-                     () => { using (torch.inference_mode(true)) using (unet.Sample(GaussianSamplerKind.Ddim, steps, count, 1)) { } }));
+            AB(reps, () => { using (unet.Sample("ddim", steps, count, 1)) { } },
+                     () => { using (torch.inference_mode(true)) using (unet.Sample("ddim", steps, count, 1)) { } }));
         Report("inference_mode", $"toy MLP DDIM-{settings.ToySteps}, {settings.ToySamples} samples, ms (no_grad → inference_mode)",
-            AB(reps, () => { using (toy.Experiment.Sample(toySpec, settings.ToySamples, 1)) { } },
-                     () => { using (torch.inference_mode(true)) using (toy.Experiment.Sample(toySpec, settings.ToySamples, 1)) { } }));
+            AB(reps, () => { using (toy.Experiment.Model.Sample(toyRequest, settings.ToySamples, 1)) { } },
+                     () => { using (torch.inference_mode(true)) using (toy.Experiment.Model.Sample(toyRequest, settings.ToySamples, 1)) { } }));
 
         // 2. Channels-last activations. TorchSharp 0.107 has no memory_format argument anywhere (the enum
         // exists, no method takes it), so the input is given NHWC strides by permute-contiguous-permute;

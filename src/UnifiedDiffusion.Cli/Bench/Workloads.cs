@@ -64,6 +64,25 @@ internal sealed record RowSpec(string Id, string Suite, string Measure, string U
 }
 
 /// <summary>One reference model's measurements on the C# side.</summary>
+/// <summary>Puts a network in eval mode until disposed, then back in the mode it was in.</summary>
+internal sealed class EvalMode : IDisposable
+{
+    private readonly nn.Module _network;
+    private readonly bool _training;
+
+    public EvalMode(nn.Module network)
+    {
+        _network = network;
+        _training = network.training;
+        network.eval();
+    }
+
+    public void Dispose()
+    {
+        if (_training) _network.train();
+    }
+}
+
 internal abstract class Workload
 {
     protected Workload(BenchSettings settings) => Settings = settings;
@@ -143,7 +162,7 @@ internal abstract class Workload
             {
                 var w = new GaussianUNetWorkload(s);
                 w.Build();
-                using var samples = w.Sample(GaussianSamplerKind.Ddim, s.ImageSteps, s.MemorySamples, 0);
+                using var samples = w.Sample("ddim", s.ImageSteps, s.MemorySamples, 0);
                 break;
             }
             case "mem.unet-train":
@@ -224,9 +243,12 @@ internal sealed class RandomTokens(int length, int vocabulary) : IDataSource
 /// <summary>The toy MLP of the demo recipe on gmm8 (generated data, no download).</summary>
 internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
 {
-    private static readonly GaussianSamplerKind[] Kinds = [GaussianSamplerKind.Ddpm, GaussianSamplerKind.Ddim, GaussianSamplerKind.AnalyticDdim];
+    private static readonly string[] Kinds = ["ddpm", "ddim", "analytic-ddim"];
 
     public Experiment Experiment { get; private set; } = null!;
+
+    /// <summary>The demo recipe's family, which is Gaussian.</summary>
+    private GaussianFamilyModel Gaussian => (GaussianFamilyModel)Experiment.Model;
     private Trainer _trainer = null!;
 
     public override string Suite => "toy";
@@ -239,7 +261,7 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
         .. Kinds.Select(k => new RowSpec("toy." + Spec(k).Name, Suite, $"toy MLP {Spec(k).Name}, {Settings.ToySteps} steps, {Settings.ToySamples} samples", "samples/s")),
     ];
 
-    private GaussianSamplerSpec Spec(GaussianSamplerKind kind) => new(kind, Settings.ToySteps);
+    private GaussianSamplerSpec Spec(string kind) => new(kind, Settings.ToySteps);
 
     public void Build()
     {
@@ -252,19 +274,19 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
     public override void Setup()
     {
         Build();
-        var analytic = Spec(GaussianSamplerKind.AnalyticDdim);
-        var grid = GaussianSampling.Grid(analytic, Experiment.Process.Steps);
-        var gamma = Experiment.Gamma(grid, samplesPerLevel: 500); // untimed, from the toy data
-        Settings.AnalyticVariances["toy"] = AnalyticVariances(analytic, Experiment.Gaussian.GaussianProcess.Schedule, gamma, grid);
+        var analytic = Spec("analytic-ddim");
+        var grid = GaussianSampling.Grid(analytic, Experiment.Process.Levels);
+        var gamma = Gaussian.Gamma(grid, samplesPerLevel: 500); // untimed, from the toy data
+        Settings.AnalyticVariances["toy"] = AnalyticVariances(analytic, Gaussian.GaussianProcess.Schedule, gamma, grid);
         TrainSteps(_trainer, 20);
-        foreach (var kind in Kinds) using (Experiment.Sample(Spec(kind), 256, 0)) { }
+        foreach (var kind in Kinds) using (Gaussian.Sample(Spec(kind), 256, 0)) { }
     }
 
     public override double Measure(string id, int round)
     {
         if (id == "toy.train") return Median(TrainSteps(_trainer, Settings.ToyTrainSteps));
-        var spec = Spec(GaussianSamplerSpec.ParseKind(id["toy.".Length..]));
-        return Rate(Settings.ToySamples, () => { using (Experiment.Sample(spec, Settings.ToySamples, round + 1)) { } });
+        var spec = Spec(id["toy.".Length..]);
+        return Rate(Settings.ToySamples, () => { using (Gaussian.Sample(spec, Settings.ToySamples, round + 1)) { } });
     }
 
     public static double Median(IEnumerable<double> values)
@@ -278,7 +300,7 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
 /// <summary>The mnist recipe's UNet (base 24, attention at 7×7), Gaussian ε-prediction, T = 1000, on random images.</summary>
 internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
 {
-    private static readonly GaussianSamplerKind[] Kinds = [GaussianSamplerKind.Ddpm, GaussianSamplerKind.Ddim, GaussianSamplerKind.AnalyticDdim];
+    private static readonly string[] Kinds = ["ddpm", "ddim", "analytic-ddim"];
     private static readonly long[] Shape = [1, 28, 28];
 
     private GaussianProcess _process = null!;
@@ -298,7 +320,7 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
         .. Kinds.Select(k => new RowSpec("unet." + Spec(k).Name, Suite, $"MNIST UNet {Spec(k).Name}, {Settings.ImageSteps} steps, {Settings.ImageSamples} images", "samples/s")),
     ];
 
-    private GaussianSamplerSpec Spec(GaussianSamplerKind kind) => new(kind, Settings.ImageSteps);
+    private GaussianSamplerSpec Spec(string kind) => new(kind, Settings.ImageSteps);
 
     public void Build()
     {
@@ -307,14 +329,12 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
         _process = new GaussianProcess(NoiseSchedule.Create(recipe.Schedule));
         torch.manual_seed(0);
         _network = new UNet(config);
-        var ema = new UNet(config);
-        var training = new GaussianPosteriorModel(_process, _network, recipe.Prediction, recipe.ClipSample);
-        _model = new GaussianPosteriorModel(_process, ema, recipe.Prediction, recipe.ClipSample);
-        Trainer = new Trainer(_network, ema, (x0, g) => DenoisingObjective.Loss(_process, training, x0, g), new RandomImages(Shape),
+        _model = new GaussianPosteriorModel(_process, _network, recipe.Prediction, recipe.ClipSample);
+        Trainer = new Trainer(_network, (x0, g) => DenoisingObjective.Loss(_process, _model, x0, g), new RandomImages(Shape),
             Timing(recipe.Training, Settings.ImageBatch), "bench", torch.CPU);
     }
 
-    public Tensor Sample(GaussianSamplerKind kind, int steps, int count, long seed)
+    public Tensor Sample(string kind, int steps, int count, long seed)
     {
         var spec = new GaussianSamplerSpec(kind, steps);
         return GaussianSampling.Sample(_process, _model, spec.NeedsGamma ? _gamma : null, spec, count, Shape, new Generator((ulong)seed), torch.CPU);
@@ -324,10 +344,10 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
     {
         Build();
         TrainSteps(Trainer, 3);
-        var analytic = Spec(GaussianSamplerKind.AnalyticDdim);
-        var grid = GaussianSampling.Grid(analytic, _process.Steps);
+        var analytic = Spec("analytic-ddim");
+        var grid = GaussianSampling.Grid(analytic, _process.Levels);
         // Untimed: Γ from random images (speed does not depend on its values), 32 draws per level.
-        _gamma = new GammaTable(_process.Steps);
+        _gamma = new GammaTable(_process.Levels);
         _gamma.Estimate(_model, _process, new RandomImages(Shape), grid, samplesPerLevel: 32, seed: 1);
         Settings.AnalyticVariances["unet"] = AnalyticVariances(analytic, _process.Schedule, _gamma, grid);
         foreach (var kind in Kinds) using (Sample(kind, Settings.ImageSteps, 4, 0)) { }
@@ -336,7 +356,7 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
     public override double Measure(string id, int round)
     {
         if (id == "unet.train") return ToyWorkload.Median(TrainSteps(Trainer, Settings.ImageTrainSteps));
-        var kind = GaussianSamplerSpec.ParseKind(id["unet.".Length..]);
+        var kind = id["unet.".Length..];
         return Rate(Settings.ImageSamples, () => { using (Sample(kind, Settings.ImageSteps, Settings.ImageSamples, round + 1)) { } });
     }
 }
@@ -356,7 +376,7 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
 
     public override nn.Module Network => _network;
 
-    private int Levels => _process?.Steps ?? (Recipes.Get("mnist-blur").Cold ?? new ColdConfig()).Steps;
+    private int Levels => _process?.Levels ?? (Recipes.Get("mnist-blur").Cold ?? new ColdConfig()).Levels;
 
     public override IReadOnlyList<RowSpec> Rows =>
     [
@@ -372,24 +392,22 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
         _process = new ColdProcess(ColdFamilyModel.CreateDegradation(cold), cold.Sigma);
         torch.manual_seed(0);
         _network = new UNet(config);
-        var ema = new UNet(config);
-        var training = new ColdPosteriorModel(_process, _network, cold.Loss);
-        _model = new ColdPosteriorModel(_process, ema, cold.Loss);
-        _trainer = new Trainer(_network, ema, (x0, g) => _process.TrainingLoss(training, x0, g), new RandomImages(Shape),
+        _model = new ColdPosteriorModel(_process, _network, cold.Loss);
+        _trainer = new Trainer(_network, (x0, g) => DenoisingObjective.Loss(_process, _model, x0, g), new RandomImages(Shape),
             Timing(recipe.Training, Settings.ImageBatch), "bench", torch.CPU);
         TrainSteps(_trainer, 3);
         // Untimed, as the degraded held-out images of `udm sample`: D_T of random images.
         using var scope = torch.NewDisposeScope();
         var generator = new Generator(3);
         var originals = new RandomImages(Shape).Sample(Settings.ColdSamples, generator);
-        _degraded = _process.CorruptAt(originals, _process.Steps, _process.SampleNoise(originals, generator)).DetachFromDisposeScope();
+        _degraded = _process.CorruptAt(originals, _process.Levels, _process.SampleNoise(originals, generator)).DetachFromDisposeScope();
         using (Restore()) { }
     }
 
     private Tensor Restore()
     {
-        var grid = TimeGrid.Parse("leading", _process.Steps, _process.Steps);
-        return ColdSampling.Restore(_process, _model, _degraded!, grid, ColdSamplerKind.Improved, new Generator(1));
+        var grid = TimeGrid.Parse("leading", _process.Levels, _process.Levels);
+        return ColdSampling.Restore(_process, _model, _degraded!, grid, new InvertKernel(), new SamplingContext { Generator = new Generator(1) });
     }
 
     public override double Measure(string id, int round) => id switch
@@ -430,13 +448,11 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
         _edit = new EditProcess(Length, Vocab);
         torch.manual_seed(0);
         _maskNetwork = new TextTransformer(Vocab, Length, config, Length);
-        var ema = new TextTransformer(Vocab, Length, config, Length);
         var editNetwork = new TextTransformer(Vocab, Length, config, Length);
         editNetwork.eval();
-        var training = new TokenPosteriorModel(_maskNetwork, _mask, Vocab);
-        _maskModel = new TokenPosteriorModel(ema, _mask, Vocab);
+        _maskModel = new TokenPosteriorModel(_maskNetwork, _mask, Vocab);
         _editModel = new TokenPosteriorModel(editNetwork, _edit, Vocab);
-        _trainer = new Trainer(_maskNetwork, ema, (x0, g) => DenoisingObjective.Loss(_mask, training, x0, g), new RandomTokens(Length, Vocab),
+        _trainer = new Trainer(_maskNetwork, (x0, g) => DenoisingObjective.Loss(_mask, _maskModel, x0, g), new RandomTokens(Length, Vocab),
             Timing(recipe.Training, Settings.TextBatch), "bench", torch.CPU);
         TrainSteps(_trainer, 5);
         using (Sample(true, 8, 0)) { }
@@ -448,9 +464,11 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
     {
         var grid = TimeGrid.Parse("trailing", Length, Math.Min(Settings.TextSteps, Length));
         using var cached = new CachingPosteriorModel(mask ? _maskModel : _editModel, levelFromInput: mask);
-        IReverseKernel<CategoricalPosterior> kernel = mask ? new MaskImproveKernel(FillOrder.Random) : new EditImproveKernel();
+        var kernel = mask ? _mask.ImprovedKernel(confident: false) : _edit.ImprovedKernel(confident: false);
         IPosteriorModel<CategoricalPosterior> model = cache ? cached : mask ? _maskModel : _editModel;
         var sampler = new Sampler<CategoricalPosterior>(mask ? _mask : _edit, model, kernel);
+        // Sampling runs in eval mode (no dropout), as a trained run's network does.
+        using var evaluation = new EvalMode(_maskNetwork);
         return sampler.Sample([count, Length], grid, torch.CPU, new Generator((ulong)seed), new SamplingOptions());
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using TorchSharp;
 using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Networks;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Cold;
@@ -42,12 +43,12 @@ public sealed class ColdPosteriorModel(ColdProcess process, nn.Module<Tensor, Te
     public RestorationLoss LossKind { get; } = loss;
 
     /// <inheritdoc />
-    public PointPosterior Predict(Tensor xt, Tensor t) => new(network.forward(xt, t));
+    public PointPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null) => new(ClassConditioning.Forward(network, xt, t, context?.Conditioning));
 
     /// <inheritdoc />
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null)
     {
-        var restored = network.forward(xt, t);
+        var restored = ClassConditioning.Forward(network, xt, t, conditioning);
         return LossKind switch
         {
             RestorationLoss.L1 => nn.functional.l1_loss(restored, x0),

@@ -7,16 +7,17 @@ namespace UnifiedDiffusion.Cold;
 /// <summary>
 /// The cold forward process F_t(x_0, ε) = D_t(x_0) + σε for t ≥ 1, and F_0 = identity. Its "noise"
 /// is the residual r = σε (zeros when σ = 0), so F_t is inverted by r = x_t − D_t(x_0), and the
-/// core kernels become the Cold Diffusion samplers: invert is the improved sampler (TACoS)
+/// core kernels become the Cold Diffusion samplers: invert is TACoS (the paper's improved sampler)
 /// x_s = x_t − D_t(x̂_0) + D_s(x̂_0), re-corrupt is the naive x_s = D_s(x̂_0) (+ fresh σε), and
-/// interpolate(σ̃) mixes inferred and fresh residuals when σ &gt; 0.
+/// interpolate(σ̃) mixes inferred and fresh residuals when σ &gt; 0. A random choice of the
+/// degradation (a mask centre) is the trajectory part of ε (<see cref="SampleTrajectoryNoise"/>).
 /// </summary>
 public sealed class ColdProcess : IForwardProcess
 {
     /// <summary>A process over <paramref name="degradation"/> with noise level <paramref name="sigma"/> and an optional generative prior.</summary>
     public ColdProcess(Degradation degradation, double sigma = 0.0, ColdPrior? prior = null)
     {
-        if (!(sigma >= 0) || !double.IsFinite(sigma)) throw new UdmException($"the cold noise level σ must be 0 or more, got {sigma}.");
+        if (!(sigma >= 0) || !double.IsFinite(sigma)) throw new UdmException($"the cold noise level σ must be 0 or more, got {sigma}.") { Subject = "cold.sigma" };
         Degradation = degradation;
         Sigma = sigma;
         Prior = prior;
@@ -32,7 +33,7 @@ public sealed class ColdProcess : IForwardProcess
     public ColdPrior? Prior { get; }
 
     /// <inheritdoc />
-    public int Steps => Degradation.Steps;
+    public int Levels => Degradation.Levels;
 
     /// <inheritdoc />
     public bool IsInvertible => true;
@@ -61,19 +62,19 @@ public sealed class ColdProcess : IForwardProcess
     /// <inheritdoc />
     public Tensor SamplePrior(long[] shape, Device device, Generator? generator) =>
         Prior is null
-            ? throw new UdmException("this cold process has no generative prior; restore degraded data instead (ColdSampling.Restore) or give it a prior such as ChannelMeanMixturePrior.")
+            ? throw new UdmException("this cold process has no generative prior; restore degraded data instead (ColdSampling.Restore) or give it a prior such as ChannelMeanMixturePrior.") { Subject = "generate" }
             : Prior.Sample(shape, device, generator);
 
-    /// <summary>
-    /// The training loss of one batch: redraws any random choice of the degradation (the mask
-    /// centres) with <paramref name="generator"/>, then the standard denoising objective.
-    /// </summary>
-    public Tensor TrainingLoss<TPosterior>(ITrainablePosteriorModel<TPosterior> model, Tensor x0, Generator generator)
-        where TPosterior : IPosterior
-    {
-        Degradation.Resample(generator);
-        return DenoisingObjective.Loss(this, model, x0, generator);
-    }
+    /// <inheritdoc />
+    /// <remarks>The degradation's random choice (a mask centre seed), or null for a deterministic degradation.</remarks>
+    public Tensor? SampleTrajectoryNoise(long batch, Device device, Generator? generator) => Degradation.SampleChoice(generator);
+
+    /// <inheritdoc />
+    public IForwardProcess WithTrajectoryNoise(Tensor? trajectoryNoise) =>
+        trajectoryNoise is null ? this : new ColdProcess(Degradation.WithChoice(trajectoryNoise), Sigma, Prior);
+
+    /// <summary>The same process with another generative prior.</summary>
+    public ColdProcess WithPrior(ColdPrior prior) => new(Degradation, Sigma, prior);
 }
 
 /// <summary>A prior over x_T for generation with a cold process.</summary>
@@ -93,7 +94,7 @@ public abstract class ColdPrior
             var batch = data.Sample((int)shape[0], generator ?? new Generator(0, device), device);
             if (!batch.shape.SequenceEqual(shape))
                 throw new UdmException($"the data source gives samples [{string.Join(", ", batch.shape)}], not the requested [{string.Join(", ", shape)}]; sample with the data's image shape.");
-            return degradation.Apply(batch, degradation.Steps).MoveToOuterDisposeScope();
+            return degradation.Apply(batch, degradation.Levels).MoveToOuterDisposeScope();
         }
     }
 }

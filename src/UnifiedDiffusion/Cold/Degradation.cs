@@ -6,20 +6,22 @@ using static TorchSharp.torch;
 namespace UnifiedDiffusion.Cold;
 
 /// <summary>
-/// A deterministic image degradation D_t for levels t = 0..<see cref="Steps"/>, with D_0 the
-/// identity. Levels are per sample, so a batch can hold images at different levels.
+/// A deterministic image degradation D_t for levels t = 0..<see cref="Levels"/>, with D_0 the
+/// identity. Levels are per sample, so a batch can hold images at different levels. A degradation
+/// with a random choice (a random mask centre) is a fixed function once the choice is fixed
+/// (<see cref="WithChoice"/>); the choice is part of the forward process's ε.
 /// </summary>
 public abstract class Degradation
 {
-    /// <summary>Creates a degradation with <paramref name="steps"/> levels above 0.</summary>
-    protected Degradation(int steps)
+    /// <summary>Creates a degradation with <paramref name="levels"/> levels above 0.</summary>
+    protected Degradation(int levels)
     {
-        if (steps < 1) throw new UdmException($"a degradation needs at least 1 step, got {steps}.");
-        Steps = steps;
+        if (levels < 1) throw new UdmException($"a degradation needs at least 1 level, got {levels}.") { Subject = "cold.steps" };
+        Levels = levels;
     }
 
     /// <summary>The number of levels T; valid levels are 0..T.</summary>
-    public int Steps { get; }
+    public int Levels { get; }
 
     /// <summary>D_t(x_0) for images [B, C, H, W] and per-sample levels t (int64 [B]).</summary>
     public Tensor Apply(Tensor x0, Tensor t)
@@ -28,10 +30,10 @@ public abstract class Degradation
         if (t.dim() > 1 || (t.dim() == 1 && t.shape[0] != x0.shape[0]))
             throw new ArgumentException($"levels must have shape [{x0.shape[0]}], got [{string.Join(", ", t.shape)}].", nameof(t));
         using var scope = torch.NewDisposeScope();
-        // A 0-dim level (what ForwardProcessExtensions.Levels currently builds) applies to the whole batch.
+        // Levels are [B] (ForwardProcessExtensions.LevelTensor); a 0-dim level would apply to the whole batch.
         var levels = t.to(ScalarType.Int64, x0.device).expand(x0.shape[0]).contiguous();
         long low = levels.min().item<long>(), high = levels.max().item<long>();
-        if (low < 0 || high > Steps) throw new ArgumentOutOfRangeException(nameof(t), $"levels {low}..{high} are outside 0..{Steps}.");
+        if (low < 0 || high > Levels) throw new ArgumentOutOfRangeException(nameof(t), $"levels {low}..{high} are outside 0..{Levels}.");
         var result = high == 0 ? x0.clone() : ApplyLevels(x0, levels, (int)high);
         return result.MoveToOuterDisposeScope();
     }
@@ -44,11 +46,13 @@ public abstract class Degradation
     }
 
     /// <summary>
-    /// Redraws any random choice of the degradation (e.g. the centres of a random-centre mask)
-    /// from <paramref name="generator"/>; until the next call, D_t is a fixed function of the
-    /// image and its batch position. Deterministic degradations ignore it and draw nothing.
+    /// Draws the degradation's random choice for one trajectory (or training batch) from
+    /// <paramref name="generator"/>, or null for a deterministic degradation, which draws nothing.
     /// </summary>
-    public virtual void Resample(Generator? generator) { }
+    public virtual Tensor? SampleChoice(Generator? generator) => null;
+
+    /// <summary>The degradation with its random choice fixed to <paramref name="choice"/> (from <see cref="SampleChoice"/>); null: unchanged.</summary>
+    public virtual Degradation WithChoice(Tensor? choice) => this;
 
     /// <summary>Per-sample D_t for levels in 0..<paramref name="maxLevel"/> (at least one positive).</summary>
     protected abstract Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel);
@@ -89,16 +93,16 @@ public sealed class BlurDegradation : Degradation
     private readonly Tensor _kernels; // [T, k] float64 1-D kernels, CPU
     private readonly int _kernelSize;
 
-    /// <summary>A blur of <paramref name="steps"/> levels.</summary>
-    /// <param name="steps">Levels T.</param>
+    /// <summary>A blur of <paramref name="levels"/> levels.</summary>
+    /// <param name="levels">Levels T.</param>
     /// <param name="kernelSize">Odd kernel width in pixels.</param>
     /// <param name="std">The routine's std parameter (defaults: the reference MNIST setting, 11 and 7.0 Constant).</param>
     /// <param name="routine">How the blur grows with the step.</param>
     /// <param name="padding">Border treatment (the reference default is circular).</param>
     /// <param name="meanAtFinalStep">Replace D_T by the per-image per-channel mean of the T-fold blur, as the reference's generation
     /// setting ("discrete"), so that x_T is exactly a constant image, the support of <see cref="ChannelMeanMixturePrior"/>.</param>
-    public BlurDegradation(int steps, int kernelSize = 11, double std = 7.0, BlurRoutine routine = BlurRoutine.Constant,
-        BlurPadding padding = BlurPadding.Circular, bool meanAtFinalStep = false) : base(steps)
+    public BlurDegradation(int levels, int kernelSize = 11, double std = 7.0, BlurRoutine routine = BlurRoutine.Constant,
+        BlurPadding padding = BlurPadding.Circular, bool meanAtFinalStep = false) : base(levels)
     {
         MeanAtFinalStep = meanAtFinalStep;
         if (kernelSize < 1 || kernelSize % 2 == 0) throw new UdmException($"the blur kernel size must be odd and positive, got {kernelSize}.");
@@ -107,8 +111,8 @@ public sealed class BlurDegradation : Degradation
         KernelStd = std;
         Routine = routine;
         Padding = padding;
-        var values = new double[steps * kernelSize];
-        for (int i = 1; i <= steps; i++)
+        var values = new double[levels * kernelSize];
+        for (int i = 1; i <= levels; i++)
         {
             double s = StdAt(i);
             double total = 0;
@@ -120,7 +124,7 @@ public sealed class BlurDegradation : Degradation
             }
             for (int j = 0; j < kernelSize; j++) values[(i - 1) * kernelSize + j] /= total;
         }
-        _kernels = torch.tensor(values, [steps, kernelSize], dtype: ScalarType.Float64).DetachFromDisposeScope();
+        _kernels = torch.tensor(values, [levels, kernelSize], dtype: ScalarType.Float64).DetachFromDisposeScope();
     }
 
     /// <summary>The std parameter of the routine.</summary>
@@ -163,8 +167,8 @@ public sealed class BlurDegradation : Degradation
             var blurred = nn.functional.conv2d(nn.functional.conv2d(padded, vertical, groups: channels), horizontal, groups: channels);
             x = torch.where((t >= i).reshape(-1, 1, 1, 1), blurred, x);
         }
-        if (MeanAtFinalStep && maxLevel == Steps)
-            x = torch.where((t == Steps).reshape(-1, 1, 1, 1), x.mean([2, 3], keepdim: true).expand_as(x), x);
+        if (MeanAtFinalStep && maxLevel == Levels)
+            x = torch.where((t == Levels).reshape(-1, 1, 1, 1), x.mean([2, 3], keepdim: true).expand_as(x), x);
         return x;
     }
 
@@ -188,13 +192,14 @@ public sealed class BlurDegradation : Degradation
 /// m_i = 1 − exp(−d²/(2 s_i²)), d the distance to the mask centre in pixels and
 /// s_i = kernelStd·(i − 1 + initialMask) pixels. The hole at the centre grows with t. With a random
 /// centre, each batch position b has its own centre, a fixed function of (<see cref="CentreSeed"/>, b),
-/// so D_t and D_s of one trajectory share the centre; <see cref="Resample"/> draws a new seed.
+/// so D_t and D_s of one trajectory share the centre. The seed is the random choice
+/// (<see cref="SampleChoice"/>: one int64 drawn per trajectory or training batch).
 /// </summary>
 public sealed class GaussianMaskDegradation : Degradation
 {
-    /// <summary>A mask of <paramref name="steps"/> levels.</summary>
-    public GaussianMaskDegradation(int steps, double kernelStd = 0.1, bool randomCentre = false, double initialMask = 11, long centreSeed = 0)
-        : base(steps)
+    /// <summary>A mask of <paramref name="levels"/> levels.</summary>
+    public GaussianMaskDegradation(int levels, double kernelStd = 0.1, bool randomCentre = false, double initialMask = 11, long centreSeed = 0)
+        : base(levels)
     {
         if (!(kernelStd > 0) || !double.IsFinite(kernelStd)) throw new UdmException($"the mask std must be positive, got {kernelStd}.");
         if (!(initialMask >= 0) || !double.IsFinite(initialMask)) throw new UdmException($"the initial mask size must be 0 or more, got {initialMask}.");
@@ -214,18 +219,19 @@ public sealed class GaussianMaskDegradation : Degradation
     public bool RandomCentre { get; }
 
     /// <summary>The seed that fixes the per-position centres (used only with a random centre).</summary>
-    public long CentreSeed { get; private set; }
+    public long CentreSeed { get; }
 
     /// <summary>The mask std of step <paramref name="i"/> (1-based), in pixels.</summary>
     public double StdAt(int i) => KernelStd * (i - 1 + InitialMask);
 
     /// <inheritdoc />
-    public override void Resample(Generator? generator)
-    {
-        if (!RandomCentre) return;
-        using var draw = torch.randint(0, int.MaxValue, [1], dtype: ScalarType.Int64, generator: generator);
-        CentreSeed = draw.item<long>();
-    }
+    /// <remarks>One int64 seed, [1], from which every batch position's centre follows.</remarks>
+    public override Tensor? SampleChoice(Generator? generator) =>
+        RandomCentre ? torch.randint(0, int.MaxValue, [1], dtype: ScalarType.Int64, generator: generator) : null;
+
+    /// <inheritdoc />
+    public override Degradation WithChoice(Tensor? choice) =>
+        choice is null || !RandomCentre ? this : new GaussianMaskDegradation(Levels, KernelStd, RandomCentre, InitialMask, choice.cpu().item<long>());
 
     /// <summary>Mask centres (row, column) in pixels for a batch of <paramref name="batch"/> images of size H×W.</summary>
     public (double Row, double Column)[] Centres(long batch, long height, long width)
@@ -279,7 +285,7 @@ public sealed class GaussianMaskDegradation : Degradation
 /// ⌈H/2^t⌉ × ⌈W/2^t⌉) and upsamples back by nearest neighbour. Once 2^t covers the image, the
 /// result is the per-channel mean.
 /// </summary>
-public sealed class SuperResolutionDegradation(int steps) : Degradation(steps)
+public sealed class SuperResolutionDegradation(int levels) : Degradation(levels)
 {
     /// <inheritdoc />
     protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
@@ -302,12 +308,12 @@ public sealed class SuperResolutionDegradation(int steps) : Degradation(steps)
 /// Fading: D_t(x) = (1 − t/T)·x + (t/T)·mean(x), the mean taken per image and per channel over
 /// the pixels. At T every image is a constant image of its mean colour.
 /// </summary>
-public sealed class FadeDegradation(int steps) : Degradation(steps)
+public sealed class FadeDegradation(int levels) : Degradation(levels)
 {
     /// <inheritdoc />
     protected override Tensor ApplyLevels(Tensor x0, Tensor t, int maxLevel)
     {
-        var weight = PerImage(t, x0) / Steps;
+        var weight = PerImage(t, x0) / Levels;
         var mean = x0.mean([2, 3], keepdim: true);
         return x0 * (1 - weight) + mean * weight;
     }

@@ -23,22 +23,23 @@ public readonly record struct ReverseStep(int T, int S, int Index, IReadOnlyList
 /// <summary>
 /// A reverse kernel p(x_s | x_t, x_0 = x̂_0) that keeps the forward marginals. It receives the
 /// model's posterior rather than a single x̂_0, so that family kernels can use the whole
-/// distribution (Analytic-DPM's variance, token marginals).
+/// distribution (Analytic-DPM's variance, token marginals), and the trajectory's
+/// <see cref="SamplingContext"/> for its random draws. Kernels hold no per-trajectory state.
 /// </summary>
 public interface IReverseKernel<in TPosterior> where TPosterior : IPosterior
 {
     /// <summary>Moves x_t to x_s given the posterior q(x_0 | x_t).</summary>
-    Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, TPosterior posterior, Generator? generator);
+    Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, TPosterior posterior, SamplingContext context);
 }
 
 /// <summary>Re-corrupt: x_s = F_s(x̂_0, fresh ε). Valid for every family, and the weakest.</summary>
 public sealed class ReCorruptKernel : IReverseKernel<IPosterior>
 {
     /// <inheritdoc />
-    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, SamplingContext context)
     {
-        var x0 = posterior.Draw(generator);
-        return step.IsFinal ? x0 : process.CorruptAt(x0, step.S, process.SampleNoise(x0, generator));
+        var x0 = posterior.Draw(context.Generator);
+        return step.IsFinal ? x0 : process.CorruptAt(x0, step.S, process.SampleNoise(x0, context.Generator));
     }
 }
 
@@ -49,9 +50,9 @@ public sealed class ReCorruptKernel : IReverseKernel<IPosterior>
 public sealed class InvertKernel : IReverseKernel<IPosterior>
 {
     /// <inheritdoc />
-    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, SamplingContext context)
     {
-        var x0 = posterior.Draw(generator);
+        var x0 = posterior.Draw(context.Generator);
         if (step.IsFinal) return x0;
         return process.CorruptAt(x0, step.S, process.InferNoiseAt(x0, xt, step.T));
     }
@@ -68,15 +69,15 @@ public sealed class InterpolateKernel(Func<int, int, double> noiseFraction) : IR
     public InterpolateKernel(double noiseFraction) : this((_, _) => noiseFraction) { }
 
     /// <inheritdoc />
-    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, Generator? generator)
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, SamplingContext context)
     {
-        var x0 = posterior.Draw(generator);
+        var x0 = posterior.Draw(context.Generator);
         if (step.IsFinal) return x0;
         double fraction = noiseFraction(step.T, step.S);
         if (fraction < 0 || fraction > 1 || double.IsNaN(fraction))
             throw new ArgumentOutOfRangeException(nameof(noiseFraction), $"σ̃ = {fraction} at t={step.T}→s={step.S}; it must lie in [0, 1].");
         var inferred = process.InferNoiseAt(x0, xt, step.T);
-        var noise = fraction == 0 ? inferred : inferred.mul(Math.Sqrt(1 - fraction * fraction)).add_(process.SampleNoise(x0, generator).mul_(fraction));
+        var noise = fraction == 0 ? inferred : inferred.mul(Math.Sqrt(1 - fraction * fraction)).add_(process.SampleNoise(x0, context.Generator).mul_(fraction));
         return process.CorruptAt(x0, step.S, noise);
     }
 }

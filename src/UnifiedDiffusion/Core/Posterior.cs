@@ -16,8 +16,11 @@ public interface IPosterior
 /// <summary>A posterior model <c>q(x_0 | x_t)</c>: a network, or an exact oracle in tests.</summary>
 public interface IPosteriorModel<out TPosterior> where TPosterior : IPosterior
 {
-    /// <summary>The posterior given x_t at per-sample levels t (int64 [B]).</summary>
-    TPosterior Predict(Tensor xt, Tensor t);
+    /// <summary>
+    /// The posterior given x_t at per-sample levels t (int64 [B]), for the trajectory that
+    /// <paramref name="context"/> describes (its class labels and guidance); null: unconditional.
+    /// </summary>
+    TPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null);
 }
 
 /// <summary>A posterior model backed by a trainable network.</summary>
@@ -26,23 +29,29 @@ public interface ITrainablePosteriorModel<out TPosterior> : IPosteriorModel<TPos
     /// <summary>The parameters that training updates.</summary>
     nn.Module Network { get; }
 
-    /// <summary>The training loss (a scalar): a simple surrogate of −log q(x_0 | x_t).</summary>
-    Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise);
+    /// <summary>
+    /// The training loss (a scalar): a simple surrogate of −log q(x_0 | x_t), for a class-conditional
+    /// network given <paramref name="conditioning"/> (the batch's labels after label dropout).
+    /// </summary>
+    Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null);
 }
 
 /// <summary>The standard denoising objective shared by every family.</summary>
 public static class DenoisingObjective
 {
     /// <summary>
-    /// Draws t ~ U{1..T} and ε ~ q(ε), corrupts x_0 to x_t = F_t(x_0, ε), and returns the model's
-    /// loss. Every random draw uses <paramref name="generator"/> so that training is reproducible.
+    /// Draws ε's trajectory part (if the process has one), t ~ U{1..T} and ε ~ q(ε), corrupts x_0 to
+    /// x_t = F_t(x_0, ε), and returns the model's loss. Every random draw uses
+    /// <paramref name="generator"/> so that training is reproducible.
     /// </summary>
-    public static Tensor Loss<TPosterior>(IForwardProcess process, ITrainablePosteriorModel<TPosterior> model, Tensor x0, Generator generator)
+    public static Tensor Loss<TPosterior>(IForwardProcess process, ITrainablePosteriorModel<TPosterior> model, Tensor x0, Generator generator,
+        Conditioning? conditioning = null)
         where TPosterior : IPosterior
     {
-        var t = torch.randint(1, process.Steps + 1, x0.shape[0], dtype: ScalarType.Int64, device: x0.device, generator: generator);
+        process = process.WithTrajectoryNoise(process.SampleTrajectoryNoise(x0.shape[0], x0.device, generator));
+        var t = torch.randint(1, process.Levels + 1, x0.shape[0], dtype: ScalarType.Int64, device: x0.device, generator: generator);
         var noise = process.SampleNoise(x0, generator);
         var xt = process.Corrupt(x0, t, noise);
-        return model.Loss(x0, xt, t, noise);
+        return model.Loss(x0, xt, t, noise, conditioning);
     }
 }

@@ -67,13 +67,101 @@ public enum TrainingOutcome
 }
 
 /// <summary>
-/// The one training loop: AdamW with linear warm-up, gradient clipping, EMA weights, periodic
-/// atomic checkpoints and exact resume. The family supplies only the loss of a batch.
+/// The exponential moving average of a network's parameters, θ̄ ← d·θ̄ + (1 − d)·θ after every
+/// step, kept as a shadow beside the one network (as diffusers' EMAModel): <see cref="Store"/> the
+/// trained weights, <see cref="CopyTo"/> the average into the network for sampling or evaluation,
+/// and <see cref="Restore"/> the trained weights to continue training.
+/// </summary>
+public sealed class EmaShadow : IDisposable
+{
+    private readonly TorchSharp.Modules.Parameter[] _parameters;
+    private readonly Tensor[] _shadow;
+    private Tensor[]? _stored;
+
+    /// <summary>A shadow of <paramref name="network"/>'s parameters, starting equal to them.</summary>
+    public EmaShadow(nn.Module network)
+    {
+        _parameters = network.parameters().ToArray();
+        using var noGrad = torch.no_grad();
+        _shadow = _parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
+    }
+
+    /// <summary>θ̄ ← d·θ̄ + (1 − d)·θ for every parameter.</summary>
+    public void Update(double decay)
+    {
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < _shadow.Length; i++) _shadow[i].mul_(decay).add_(_parameters[i], alpha: 1 - decay);
+    }
+
+    /// <summary>Keeps a copy of the network's current (trained) parameters for <see cref="Restore"/>.</summary>
+    public void Store()
+    {
+        Free(_stored);
+        using var noGrad = torch.no_grad();
+        _stored = _parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
+    }
+
+    /// <summary>Writes the average into the network's parameters.</summary>
+    public void CopyTo() => Assign(_shadow);
+
+    /// <summary>Puts back the parameters kept by <see cref="Store"/>.</summary>
+    public void Restore()
+    {
+        if (_stored is null) throw new InvalidOperationException("Restore needs a Store first.");
+        Assign(_stored);
+        Free(_stored);
+        _stored = null;
+    }
+
+    /// <summary>Store, then CopyTo; disposing the result restores the trained weights.</summary>
+    public IDisposable SwapIn()
+    {
+        Store();
+        CopyTo();
+        return new Swap(this);
+    }
+
+    /// <summary>Takes the network's current parameters as the average (after loading an EMA checkpoint into it).</summary>
+    public void CopyFrom()
+    {
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < _shadow.Length; i++) _shadow[i].copy_(_parameters[i]);
+    }
+
+    private void Assign(Tensor[] values)
+    {
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < _parameters.Length; i++) _parameters[i].copy_(values[i]);
+    }
+
+    private static void Free(Tensor[]? tensors)
+    {
+        if (tensors is null) return;
+        foreach (var t in tensors) t.Dispose();
+    }
+
+    /// <summary>Frees the shadow (and any stored copy).</summary>
+    public void Dispose()
+    {
+        Free(_shadow);
+        Free(_stored);
+        _stored = null;
+    }
+
+    private sealed class Swap(EmaShadow owner) : IDisposable
+    {
+        public void Dispose() => owner.Restore();
+    }
+}
+
+/// <summary>
+/// The one training loop: AdamW with linear warm-up, gradient clipping, an EMA shadow of the
+/// weights, periodic atomic checkpoints and exact resume. The family supplies only the loss of a
+/// batch and its one network.
 /// </summary>
 public sealed class Trainer
 {
     private readonly nn.Module _network;
-    private readonly nn.Module _ema;
     private readonly Func<Tensor, Tensor?, Generator, Tensor> _loss;
     private readonly IDataSource _data;
     private readonly string _configJson;
@@ -82,13 +170,10 @@ public sealed class Trainer
     private readonly Generator _generator;
     private readonly List<float> _losses = [];
 
-    /// <summary>
-    /// Creates a trainer. <paramref name="ema"/> must have the same architecture as
-    /// <paramref name="network"/>; its weights are overwritten with a copy.
-    /// </summary>
-    public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Generator, Tensor> loss, IDataSource data,
+    /// <summary>Creates a trainer of <paramref name="network"/>; its EMA shadow starts equal to it.</summary>
+    public Trainer(nn.Module network, Func<Tensor, Generator, Tensor> loss, IDataSource data,
         TrainingOptions options, string configJson, Device? device = null)
-        : this(network, ema, (x0, _, generator) => loss(x0, generator), data, options, configJson, device)
+        : this(network, (x0, _, generator) => loss(x0, generator), data, options, configJson, device)
     {
     }
 
@@ -96,12 +181,11 @@ public sealed class Trainer
     /// Creates a trainer whose loss also receives the batch's labels: int64 [B] when
     /// <paramref name="data"/> is an <see cref="ILabeledDataSource"/>, otherwise null.
     /// </summary>
-    public Trainer(nn.Module network, nn.Module ema, Func<Tensor, Tensor?, Generator, Tensor> loss, IDataSource data,
+    public Trainer(nn.Module network, Func<Tensor, Tensor?, Generator, Tensor> loss, IDataSource data,
         TrainingOptions options, string configJson, Device? device = null)
     {
         options.Validate();
         _network = network;
-        _ema = ema;
         _loss = loss;
         _data = data;
         _configJson = configJson;
@@ -109,9 +193,11 @@ public sealed class Trainer
         Options = options;
         _optimizer = optim.AdamW(network.parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay);
         _generator = new Generator((ulong)options.Seed, _device);
-        CopyWeights(_network, _ema);
-        _ema.eval();
+        Ema = new EmaShadow(network);
     }
+
+    /// <summary>The EMA shadow of the network's weights (swap it in to sample).</summary>
+    public EmaShadow Ema { get; }
 
     /// <summary>The optimisation settings (validated when set).</summary>
     public TrainingOptions Options
@@ -139,9 +225,10 @@ public sealed class Trainer
     public void Restore(CheckpointState state)
     {
         if (state.ConfigJson != _configJson)
-            throw new UdmException("the checkpoint was written for a different configuration; resume with the run's own config (see config.json in the run folder) or start a new --out folder.");
+            throw new UdmException("the checkpoint was written for a different configuration; resume with the run's own config (see config.json in the run folder) or start a new run folder.");
+        LoadWeights(_network, state.Ema, "EMA");
+        Ema.CopyFrom();
         LoadWeights(_network, state.Model, "model");
-        LoadWeights(_ema, state.Ema, "EMA");
         using (var reader = new BinaryReader(new MemoryStream(state.Optimizer))) _optimizer.load_state_dict(reader);
         _generator.set_state(torch.tensor(state.Rng, dtype: ScalarType.Byte));
         Step = state.Step;
@@ -153,7 +240,9 @@ public sealed class Trainer
     public CheckpointState Capture()
     {
         using var rng = _generator.get_state();
-        return new CheckpointState(Step, _configJson, Serialize(w => _network.save(w)), Serialize(w => _ema.save(w)),
+        byte[] ema;
+        using (Ema.SwapIn()) ema = Serialize(w => _network.save(w));
+        return new CheckpointState(Step, _configJson, Serialize(w => _network.save(w)), ema,
             Serialize(w => _optimizer.save_state_dict(w)), rng.bytes.ToArray(), [.. _losses]);
     }
 
@@ -168,7 +257,6 @@ public sealed class Trainer
     {
         _network.train();
         var parameters = _network.parameters().ToArray();
-        var emaParameters = _ema.parameters().ToArray();
         while (Step < Options.Steps)
         {
             if (cancel.IsCancellationRequested)
@@ -190,7 +278,7 @@ public sealed class Trainer
             loss.backward();
             if (Options.GradClip > 0) nn.utils.clip_grad_norm_(parameters, Options.GradClip);
             _optimizer.step();
-            UpdateEma(parameters, emaParameters, Options.EmaDecay);
+            Ema.Update(Options.EmaDecay);
             Step++;
             _losses.Add(value);
             progress?.Report(new TrainingProgress(Step, Options.Steps, value, lr));
@@ -227,15 +315,6 @@ public sealed class Trainer
         Checkpoint.Save(Path.Combine(runDir, Checkpoint.FileName), Capture());
         OnCheckpoint?.Invoke(runDir);
     }
-
-    private static void UpdateEma(TorchSharp.Modules.Parameter[] parameters, TorchSharp.Modules.Parameter[] ema, double decay)
-    {
-        using var noGrad = torch.no_grad();
-        for (int i = 0; i < parameters.Length; i++) ema[i].mul_(decay).add_(parameters[i], alpha: 1 - decay);
-    }
-
-    /// <summary>Copies every parameter and buffer of <paramref name="from"/> into <paramref name="to"/>.</summary>
-    public static void CopyWeights(nn.Module from, nn.Module to) => LoadWeights(to, Serialize(w => from.save(w)), "EMA");
 
     internal static void LoadWeights(nn.Module module, byte[] weights, string what)
     {

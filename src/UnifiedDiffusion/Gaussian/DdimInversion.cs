@@ -24,7 +24,7 @@ public static class DdimInversion
     /// <exception cref="UdmException">The grid is not strictly ascending within 0..T, or has fewer than two levels.</exception>
     public static Tensor Invert(GaussianProcess process, IPosteriorModel<GaussianPosterior> model, Tensor x, IReadOnlyList<int> ascending)
     {
-        Validate(ascending, process.Steps);
+        Validate(ascending, process.Levels);
         var schedule = process.Schedule;
         using var noGrad = torch.no_grad();
         var current = x;
@@ -32,8 +32,8 @@ public static class DdimInversion
         {
             using var scope = torch.NewDisposeScope();
             int s = ascending[i], t = ascending[i + 1];
-            var eps = model.Predict(current, ForwardProcessExtensions.Levels(t, current.shape[0], current.device)).RawNoise;
-            var x0 = (current - eps * schedule.Noise(s)) / schedule.Signal(s);
+            var eps = model.Predict(current, ForwardProcessExtensions.LevelTensor(t, current.shape[0], current.device)).RawNoise;
+            var x0 = GaussianProcess.CleanOf(current, eps, schedule.Signal(s), schedule.Noise(s));
             var next = (x0 * schedule.Signal(t) + eps * schedule.Noise(t)).MoveToOuterDisposeScope();
             if (!ReferenceEquals(current, x)) current.Dispose();
             current = next;

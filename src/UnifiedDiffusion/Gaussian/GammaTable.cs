@@ -109,7 +109,7 @@ public sealed class GammaTable
                 using var scope = torch.NewDisposeScope();
                 int n = Math.Min(batchSize, samplesPerLevel - done);
                 var x0 = data.Sample(n, generator, device);
-                var tt = ForwardProcessExtensions.Levels(t, n, x0.device);
+                var tt = ForwardProcessExtensions.LevelTensor(t, n, x0.device);
                 var noise = process.SampleNoise(x0, generator);
                 var eps = model.Predict(process.Corrupt(x0, tt, noise), tt).RawNoise;
                 norm += eps.pow(2).flatten(1).mean([1]).sum().item<float>();

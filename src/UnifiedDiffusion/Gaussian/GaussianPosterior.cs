@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using TorchSharp;
 using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Networks;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Gaussian;
@@ -52,20 +53,20 @@ public sealed class GaussianPosteriorModel(
     public PredictionType Prediction => prediction;
 
     /// <inheritdoc />
-    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         var (a, b) = process.Coefficients(t, xt);
-        var output = network.forward(xt, t);
+        var output = ClassConditioning.Forward(network, xt, t, context?.Conditioning);
         Tensor x0, eps;
         switch (prediction)
         {
             case PredictionType.Epsilon:
                 eps = output;
-                x0 = (xt - eps * b) / a;
+                x0 = GaussianProcess.CleanOf(xt, eps, a, b);
                 break;
             case PredictionType.Sample:
                 x0 = output;
-                eps = (xt - x0 * a) / b;
+                eps = GaussianProcess.NoiseOf(xt, x0, a, b);
                 break;
             case PredictionType.Velocity:
                 x0 = xt * a - output * b;
@@ -79,9 +80,9 @@ public sealed class GaussianPosteriorModel(
     }
 
     /// <inheritdoc />
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null)
     {
-        var output = network.forward(xt, t);
+        var output = ClassConditioning.Forward(network, xt, t, conditioning);
         Tensor target = prediction switch
         {
             PredictionType.Epsilon => noise,

@@ -20,7 +20,7 @@ public sealed class GaussianProcess : IForwardProcess
     public NoiseSchedule Schedule { get; }
 
     /// <inheritdoc />
-    public int Steps => Schedule.Steps;
+    public int Levels => Schedule.Levels;
 
     /// <inheritdoc />
     public bool IsInvertible => true;
@@ -44,8 +44,20 @@ public sealed class GaussianProcess : IForwardProcess
     public Tensor InferNoise(Tensor x0, Tensor xt, Tensor t)
     {
         var (a, b) = Coefficients(t, x0);
-        return (xt - x0 * a) / b;
+        return NoiseOf(xt, x0, a, b);
     }
+
+    /// <summary>ε = (x_t − ᾱ_t x_0)/β̄_t: the noise that takes x_0 to x_t. The one place this formula lives.</summary>
+    public static Tensor NoiseOf(Tensor xt, Tensor x0, Tensor signal, Tensor noise) => (xt - x0 * signal) / noise;
+
+    /// <inheritdoc cref="NoiseOf(Tensor, Tensor, Tensor, Tensor)" />
+    public static Tensor NoiseOf(Tensor xt, Tensor x0, double signal, double noise) => (xt - x0 * signal) / noise;
+
+    /// <summary>x_0 = (x_t − β̄_t ε)/ᾱ_t: the data that ε takes to x_t. The one place this formula lives.</summary>
+    public static Tensor CleanOf(Tensor xt, Tensor eps, Tensor signal, Tensor noise) => (xt - eps * noise) / signal;
+
+    /// <inheritdoc cref="CleanOf(Tensor, Tensor, Tensor, Tensor)" />
+    public static Tensor CleanOf(Tensor xt, Tensor eps, double signal, double noise) => (xt - eps * noise) / signal;
 
     /// <summary>ᾱ_t and β̄_t gathered per sample and shaped to broadcast against <paramref name="like"/>.</summary>
     public (Tensor Signal, Tensor Noise) Coefficients(Tensor t, Tensor like)

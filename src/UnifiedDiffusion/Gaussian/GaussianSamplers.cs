@@ -13,9 +13,8 @@ public static class GaussianKernels
     /// <summary>DDIM-η: η = 1 is DDPM, η = 0 is DDIM.</summary>
     public static InterpolateKernel DdimEta(NoiseSchedule schedule, double eta)
     {
-        if (eta < 0 || eta > 1 || double.IsNaN(eta)) throw new UdmException($"--eta {eta} is out of range: use a value in [0, 1].");
-        // σ̃ = σ/β̄_s = η·β_{t|s}/β̄_t, which stays finite at s = 0.
-        return new InterpolateKernel((t, s) => eta * schedule.TransitionNoise(t, s) / schedule.Noise(t));
+        if (eta < 0 || eta > 1 || double.IsNaN(eta)) throw new UdmException($"η = {eta} is out of range: use a value in [0, 1].") { Subject = "eta" };
+        return new InterpolateKernel((t, s) => schedule.DdimNoiseFraction(t, s, eta));
     }
 
     /// <summary>DDPM (ancestral sampling with the posterior variance).</summary>
@@ -54,15 +53,15 @@ public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>
     /// <summary>The kernel for a schedule, a Γ table covering the grid, and its options.</summary>
     public AnalyticKernel(NoiseSchedule schedule, GammaTable gamma, AnalyticOptions options)
     {
-        if (!(options.Eta >= 0 && options.Eta <= 1)) throw new UdmException($"--eta {options.Eta} is out of range: use a value in [0, 1].");
-        if (options.ClipPixels is double p && !(p > 0)) throw new UdmException($"the analytic clip must be positive pixel bins (or off), got {p}.");
+        if (!(options.Eta >= 0 && options.Eta <= 1)) throw new UdmException($"η = {options.Eta} is out of range: use a value in [0, 1].") { Subject = "eta" };
+        if (options.ClipPixels is double p && !(p > 0)) throw new UdmException($"the analytic clip must be positive pixel bins (or off), got {p}.") { Subject = "analyticClip" };
         this.schedule = schedule;
         this.gamma = gamma;
         this.options = options;
     }
 
     /// <inheritdoc />
-    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, GaussianPosterior posterior, Generator? generator)
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, GaussianPosterior posterior, SamplingContext context)
     {
         var x0 = posterior.Mean;
         if (step.IsFinal) return x0;
@@ -70,16 +69,15 @@ public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>
         // ᾱ_s x̂_0 + √(β̄_s² − σ²)·ε̂, written as F_s(x̂_0, ε̂·scale/β̄_s) so that a process whose x_t lives
         // elsewhere than x_0 (the encoding model's latent) gets the same step in its own space.
         var mean = process.CorruptAt(x0, step.S, process.InferNoiseAt(x0, xt, step.T).mul_(meanNoiseScale / schedule.Noise(step.S)));
-        return variance > 0 ? mean.add_(torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: generator).mul_(Math.Sqrt(variance))) : mean;
+        return variance > 0 ? mean.add_(torch.randn(mean.shape, dtype: mean.dtype, device: mean.device, generator: context.Generator).mul_(Math.Sqrt(variance))) : mean;
     }
 
     /// <summary>The total variance of step t → s and the scale √(β̄_s² − σ²) of ε̂ in its mean.</summary>
     public (double Variance, double MeanNoiseScale) StepVariance(ReverseStep step)
     {
         int t = step.T, s = step.S;
-        double lambda = options.Eta * schedule.PosteriorStd(t, s);
-        double noiseS = schedule.Noise(s);
-        double meanNoiseScale = Math.Sqrt(Math.Max(0, noiseS * noiseS - lambda * lambda));
+        double lambda = schedule.DdimStd(t, s, options.Eta);
+        double meanNoiseScale = schedule.MeanNoiseScale(s, lambda);
         double coefficient = schedule.Signal(s) - meanNoiseScale * schedule.Signal(t) / schedule.Noise(t);
         double variance = lambda * lambda + coefficient * coefficient * PosteriorVariance(t);
         if (options.ClipPixels is double pixels && step.LandsOnLowestLevel)

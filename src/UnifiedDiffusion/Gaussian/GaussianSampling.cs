@@ -4,45 +4,68 @@ using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Gaussian;
 
-/// <summary>The Gaussian samplers, by their CLI names.</summary>
-public enum GaussianSamplerKind
+/// <summary>
+/// A Gaussian sampler: DDPM and DDIM-η need only a draw of x̂_0 (<see cref="DrawKernel"/>), so they
+/// also run over decoders that draw tokens; Analytic-DPM needs the posterior mean and Γ_t.
+/// </summary>
+/// <param name="Name">The sampler's name.</param>
+/// <param name="Summary">What it is, for help text.</param>
+/// <param name="Accepts">The options it takes.</param>
+/// <param name="DrawKernel">(schedule, η) → the kernel, for samplers that need only a draw; null for Analytic-DPM.</param>
+/// <param name="AnalyticEta">Analytic-DPM's fixed η (1 for the DDPM form), or null to take the request's η.</param>
+/// <param name="DefaultClipPixels">The official code's first-step clip in pixel bins (analytic samplers).</param>
+/// <param name="Likelihood">The reverse variance whose ELBO is this sampler's likelihood, or null for a deterministic sampler.</param>
+public sealed record GaussianSamplerEntry(string Name, string Summary, SamplerOption Accepts,
+    Func<NoiseSchedule, double, IReverseKernel<IPosterior>>? DrawKernel = null, double? AnalyticEta = null, double? DefaultClipPixels = null,
+    ElboVariance? Likelihood = null)
+    : SamplerEntry(Name, Summary, Accepts, [])
 {
-    /// <summary><c>ddpm</c>: ancestral sampling.</summary>
-    Ddpm,
-    /// <summary><c>ddim</c>: deterministic at η = 0; DDIM-η otherwise.</summary>
-    Ddim,
-    /// <summary><c>analytic-ddpm</c>: Analytic-DPM variance, DDPM form.</summary>
-    AnalyticDdpm,
-    /// <summary><c>analytic-ddim</c>: Analytic-DPM variance, DDIM form.</summary>
-    AnalyticDdim,
+    /// <summary>True for the Analytic-DPM samplers, which need a Γ table.</summary>
+    public bool NeedsGamma => DrawKernel is null;
 }
 
-/// <summary>A sampler request: which kernel, how many steps, η, and the grid spacing or explicit levels.</summary>
-/// <param name="Kind">The sampler.</param>
+/// <summary>The Gaussian samplers: the one registry of their names, options and kernels.</summary>
+public static class GaussianSamplers
+{
+    private const SamplerOption Conditional = SamplerOption.Guidance | SamplerOption.Label;
+
+    /// <summary>DDPM, DDIM (DDIM-η) and Analytic-DPM in its DDPM and DDIM forms; ddim is the default.</summary>
+    public static SamplerRegistry<GaussianSamplerEntry> Registry { get; } = new("gaussian", "ddim",
+        new("ddpm", "ancestral sampling, DDIM-η at η = 1", Conditional, DrawKernel: (schedule, _) => GaussianKernels.Ddpm(schedule),
+            Likelihood: ElboVariance.DdpmSmall),
+        new("ddim", "deterministic at η = 0, DDIM-η above", SamplerOption.Eta | Conditional,
+            DrawKernel: (schedule, eta) => eta == 0 ? GaussianKernels.Ddim() : GaussianKernels.DdimEta(schedule, eta)),
+        new("analytic-ddpm", "Analytic-DPM's variance, DDPM form", SamplerOption.AnalyticClip | SamplerOption.Gamma | Conditional,
+            AnalyticEta: 1, DefaultClipPixels: 2, Likelihood: ElboVariance.Analytic),
+        new("analytic-ddim", "Analytic-DPM's variance, DDIM form", SamplerOption.Eta | SamplerOption.AnalyticClip | SamplerOption.Gamma | Conditional,
+            DefaultClipPixels: 1));
+
+    /// <summary>The samplers that need only a draw of x̂_0 (for decoders that draw tokens): ddpm and ddim.</summary>
+    public static SamplerRegistry<GaussianSamplerEntry> DrawOnly(string family) =>
+        new(family, "ddpm", [.. Registry.Entries.Where(e => !e.NeedsGamma)]);
+}
+
+/// <summary>A Gaussian sampler request: which sampler, how many steps, η, and the grid spacing or explicit levels.</summary>
+/// <param name="Sampler">The sampler's name in <see cref="GaussianSamplers.Registry"/>.</param>
 /// <param name="Steps">Number of reverse steps K.</param>
-/// <param name="Eta">η for DDIM (0 = DDIM, 1 = DDPM-like); ignored by DDPM.</param>
+/// <param name="Eta">η for DDIM-η and Analytic-DDIM (0 = deterministic); the DDPM forms fix their own.</param>
 /// <param name="Grid">leading, trailing, quadratic, or an explicit list such as "999,500,0".</param>
 /// <param name="Analytic">Settings of the analytic kernels; null takes the official code's defaults
 /// (first-step clip of 2 pixel bins for Analytic-DDPM and 1 for Analytic-DDIM, the paper's Γ estimator).</param>
-public sealed record GaussianSamplerSpec(GaussianSamplerKind Kind = GaussianSamplerKind.Ddim, int Steps = 50, double Eta = 0,
+public sealed record GaussianSamplerSpec(string Sampler = "ddim", int Steps = 50, double Eta = 0,
     string Grid = "leading", AnalyticOptions? Analytic = null)
 {
-    /// <summary>The CLI names, in <see cref="GaussianSamplerKind"/> order.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["ddpm", "ddim", "analytic-ddpm", "analytic-ddim"];
-
-    /// <summary>Parses a CLI sampler name.</summary>
-    public static GaussianSamplerKind ParseKind(string name)
-    {
-        int i = Names.ToList().IndexOf(name.Trim().ToLowerInvariant());
-        if (i < 0) throw new UdmException($"unknown sampler \"{name}\": use one of {string.Join(", ", Names)}.");
-        return (GaussianSamplerKind)i;
-    }
+    /// <summary>The sampler's registry entry.</summary>
+    public GaussianSamplerEntry Entry => GaussianSamplers.Registry.Find(Sampler);
 
     /// <summary>True for the Analytic-DPM samplers, which need a Γ table.</summary>
-    public bool NeedsGamma => Kind is GaussianSamplerKind.AnalyticDdpm or GaussianSamplerKind.AnalyticDdim;
+    public bool NeedsGamma => Entry.NeedsGamma;
 
-    /// <summary>The CLI name.</summary>
-    public string Name => Names[(int)Kind];
+    /// <summary>The sampler's name.</summary>
+    public string Name => Entry.Name;
+
+    /// <summary>The name with η when the sampler takes it and it is not 0.</summary>
+    public string DisplayName => Eta != 0 && Entry.Accepts.HasFlag(SamplerOption.Eta) ? FormattableString.Invariant($"{Name} η={Eta:0.##}") : Name;
 }
 
 /// <summary>Runs the Gaussian samplers through the core sampler loop.</summary>
@@ -54,29 +77,20 @@ public static class GaussianSampling
     /// <summary>The reverse kernel the spec asks for. Analytic kernels need <paramref name="gamma"/> to cover the grid.</summary>
     public static IReverseKernel<GaussianPosterior> Kernel(GaussianSamplerSpec spec, NoiseSchedule schedule, GammaTable? gamma)
     {
-        return spec.Kind switch
-        {
-            GaussianSamplerKind.Ddpm => GaussianKernels.Ddpm(schedule),
-            GaussianSamplerKind.Ddim => spec.Eta == 0 ? GaussianKernels.Ddim() : GaussianKernels.DdimEta(schedule, spec.Eta),
-            GaussianSamplerKind.AnalyticDdpm => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? DefaultAnalytic(spec.Kind)) with { Eta = 1 }),
-            GaussianSamplerKind.AnalyticDdim => new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), (spec.Analytic ?? DefaultAnalytic(spec.Kind)) with { Eta = spec.Eta }),
-            _ => throw new ArgumentOutOfRangeException(nameof(spec)),
-        };
+        var entry = spec.Entry;
+        if (entry.DrawKernel is { } draw) return draw(schedule, spec.Eta);
+        var options = spec.Analytic ?? new AnalyticOptions(ClipPixels: entry.DefaultClipPixels);
+        return new AnalyticKernel(schedule, gamma ?? throw MissingGamma(), options with { Eta = entry.AnalyticEta ?? spec.Eta });
     }
 
     /// <summary>Draws <paramref name="count"/> samples of shape <paramref name="sampleShape"/>.</summary>
     public static Tensor Sample(GaussianProcess process, IPosteriorModel<GaussianPosterior> model, GammaTable? gamma,
         GaussianSamplerSpec spec, int count, long[] sampleShape, Generator generator, Device? device = null, SamplingOptions? options = null)
     {
-        var grid = Grid(spec, process.Steps);
+        var grid = Grid(spec, process.Levels);
         var sampler = new Sampler<GaussianPosterior>(process, model, Kernel(spec, process.Schedule, gamma));
         return sampler.Sample([count, .. sampleShape], grid, device ?? torch.CPU, generator, options);
     }
-
-    /// <summary>The official code's first-step clip: 2 pixel bins for Analytic-DDPM, 1 for Analytic-DDIM.</summary>
-    public static double DefaultClipPixels(GaussianSamplerKind kind) => kind == GaussianSamplerKind.AnalyticDdpm ? 2 : 1;
-
-    private static AnalyticOptions DefaultAnalytic(GaussianSamplerKind kind) => new(ClipPixels: DefaultClipPixels(kind));
 
     private static UdmException MissingGamma() =>
         new("the analytic samplers need Γ_t estimated from training data; estimate it with GammaTable.Estimate first.");

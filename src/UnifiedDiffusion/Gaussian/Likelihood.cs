@@ -139,10 +139,10 @@ public static class Likelihood
         IReadOnlyList<int> grid, ElboOptions options, Generator generator)
     {
         var schedule = process.Schedule;
-        int[] levels = TimeGrid.Explicit(process.Steps, grid);
+        int[] levels = TimeGrid.Explicit(process.Levels, grid);
         if (options.Variance == ElboVariance.Analytic && options.Analytic is null)
             throw new UdmException("the analytic ELBO needs an AnalyticKernel (with a Γ table covering the grid) in ElboOptions.Analytic.");
-        if (options.Variance == ElboVariance.DdpmSmall && schedule.Steps < 2)
+        if (options.Variance == ElboVariance.DdpmSmall && schedule.Levels < 2)
             throw new UdmException("the DDPM-small decoder variance uses levels 1 and 2; the schedule needs T ≥ 2.");
 
         long batch = x0.shape[0];
@@ -171,7 +171,7 @@ public static class Likelihood
             var noise = process.SampleNoise(x0, generator).to(ScalarType.Float64).flatten(1);
             var xtModel = (data * aT + noise * bT).to(x0.dtype).view(x0.shape);
             var xt = xtModel.to(ScalarType.Float64).flatten(1);
-            var x0Hat = model.Predict(xtModel, ForwardProcessExtensions.Levels(t, batch, x0.device)).Mean.to(ScalarType.Float64).flatten(1);
+            var x0Hat = model.Predict(xtModel, ForwardProcessExtensions.LevelTensor(t, batch, x0.device)).Mean.to(ScalarType.Float64).flatten(1);
 
             Tensor term;
             double variance;
@@ -193,7 +193,7 @@ public static class Likelihood
             {
                 double sigma = schedule.PosteriorStd(t, s);
                 double qVariance = sigma * sigma;
-                double qScale = Math.Sqrt(Math.Max(0, Square(schedule.Noise(s)) - qVariance));
+                double qScale = schedule.MeanNoiseScale(s, sigma);
                 double pScale;
                 switch (options.Variance)
                 {

@@ -12,12 +12,12 @@ namespace UnifiedDiffusion.Gaussian;
 public sealed class MixtureOracle(GaussianMixture mixture, GaussianProcess process) : IPosteriorModel<GaussianPosterior>
 {
     /// <inheritdoc />
-    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         int level = CommonLevel(t);
         double a = process.Schedule.Signal(level), b = process.Schedule.Noise(level);
         var (mean, _) = mixture.Posterior(xt, a, b);
-        return new GaussianPosterior(mean, (xt - mean * a) / b);
+        return new GaussianPosterior(mean, GaussianProcess.NoiseOf(xt, mean, a, b));
     }
 
     /// <summary>The exact optimal isotropic variance E[tr Cov(x_0 | x_t)]/d at level t, by Monte Carlo over x_t.</summary>

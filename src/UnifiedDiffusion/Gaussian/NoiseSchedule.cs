@@ -17,20 +17,25 @@ public enum ScheduleKind
 
 /// <summary>Settings of a Gaussian noise schedule.</summary>
 /// <param name="Kind">Linear, cosine or custom.</param>
-/// <param name="Steps">T, the number of levels.</param>
-/// <param name="BetaStart">β_1 of the linear schedule.</param>
-/// <param name="BetaEnd">β_T of the linear schedule.</param>
-/// <param name="AlphaBar">For <see cref="ScheduleKind.Custom"/>: ᾱ_1..ᾱ_T, where x_t = ᾱ_t x_0 + β̄_t ε.</param>
+/// <param name="Levels">T, the number of levels (JSON: <c>steps</c>, diffusers' <c>num_train_timesteps</c>).</param>
+/// <param name="BetaStart">β_1 of the linear schedule (diffusers' <c>beta_start</c>).</param>
+/// <param name="BetaEnd">β_T of the linear schedule (diffusers' <c>beta_end</c>).</param>
+/// <param name="AlphaBar">
+/// For <see cref="ScheduleKind.Custom"/>: ᾱ_1..ᾱ_T, the signal coefficients of x_t = ᾱ_t x_0 + β̄_t ε.
+/// This is the square root of diffusers' <c>alphas_cumprod</c>: ᾱ_t here = √alphas_cumprod[t − 1]
+/// there (diffusers counts timesteps from 0, our levels from 1).
+/// </param>
 public sealed record ScheduleConfig(
     ScheduleKind Kind = ScheduleKind.Linear,
-    int Steps = 1000,
+    [property: JsonPropertyName("steps")] int Levels = 1000,
     double BetaStart = 1e-4,
     double BetaEnd = 0.02,
     double[]? AlphaBar = null);
 
 /// <summary>
 /// A Gaussian schedule in the notation of the UDM design: x_t = ᾱ_t x_0 + β̄_t ε with
-/// ᾱ_t² + β̄_t² = 1, ᾱ_0 = 1 and β̄_0 = 0. (Papers often write ᾱ for what is ᾱ² here.)
+/// ᾱ_t² + β̄_t² = 1, ᾱ_0 = 1 and β̄_0 = 0. (Papers often write ᾱ for what is ᾱ² here: DDPM's and
+/// diffusers' <c>alphas_cumprod</c> is ᾱ_t², and their timestep t − 1 is our level t.)
 /// </summary>
 public sealed class NoiseSchedule
 {
@@ -38,7 +43,7 @@ public sealed class NoiseSchedule
     private readonly double[] _noise;
 
     /// <summary>Number of levels T.</summary>
-    public int Steps { get; }
+    public int Levels { get; }
 
     /// <summary>Builds a schedule from explicit signal coefficients ᾱ_0..ᾱ_T (ᾱ_0 must be 1).</summary>
     public NoiseSchedule(double[] signal)
@@ -49,14 +54,14 @@ public sealed class NoiseSchedule
                 throw new UdmException($"the schedule's ᾱ_{t} = {signal[t]} must lie in (0, ᾱ_{t - 1}) = (0, {signal[t - 1]}); give a strictly decreasing list in (0, 1).");
         _signal = signal;
         _noise = signal.Select(a => Math.Sqrt(Math.Max(0, 1 - a * a))).ToArray();
-        Steps = signal.Length - 1;
+        Levels = signal.Length - 1;
     }
 
     /// <summary>Creates the schedule that <paramref name="config"/> describes.</summary>
     public static NoiseSchedule Create(ScheduleConfig config)
     {
-        int T = config.Steps;
-        if (T < 1) throw new UdmException($"schedule steps must be at least 1, got {T}.");
+        int T = config.Levels;
+        if (T < 1) throw new UdmException($"the schedule needs at least 1 level, got {T}.") { Subject = "schedule.steps" };
         var signal = new double[T + 1];
         signal[0] = 1;
         switch (config.Kind)
@@ -110,6 +115,21 @@ public sealed class NoiseSchedule
     /// step for an exact x_0 (0 when s = 0).
     /// </summary>
     public double PosteriorStd(int t, int s) => _noise[s] * TransitionNoise(t, s) / _noise[t];
+
+    /// <summary>DDIM-η's step standard deviation σ = η·β̄_s·β_{t|s}/β̄_t (η = 1: DDPM, η = 0: DDIM).</summary>
+    public double DdimStd(int t, int s, double eta) => eta * PosteriorStd(t, s);
+
+    /// <summary>
+    /// DDIM-η's σ as the interpolate kernel's noise fraction σ̃ = σ/β̄_s = η·β_{t|s}/β̄_t, written so
+    /// that it stays finite at s = 0.
+    /// </summary>
+    public double DdimNoiseFraction(int t, int s, double eta) => eta * TransitionNoise(t, s) / _noise[t];
+
+    /// <summary>
+    /// √(β̄_s² − σ²): the scale of ε̂ in the mean ᾱ_s x̂_0 + √(β̄_s² − σ²)·ε̂ of a step with standard
+    /// deviation σ (clamped at 0).
+    /// </summary>
+    public double MeanNoiseScale(int s, double sigma) => Math.Sqrt(Math.Max(0, _noise[s] * _noise[s] - sigma * sigma));
 
     /// <summary>All ᾱ_0..ᾱ_T, for moving onto a device.</summary>
     public IReadOnlyList<double> SignalTable => _signal;

@@ -42,7 +42,7 @@ public sealed class GaussianDecoderModel(EncodingProcess process, EncoderDecoder
     public nn.Module Network => network;
 
     /// <inheritdoc />
-    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         var x0 = network.Decoder.forward(xt, t);
         if (clipSample is double c) x0 = x0.clamp(-c, c);
@@ -50,7 +50,7 @@ public sealed class GaussianDecoderModel(EncodingProcess process, EncoderDecoder
     }
 
     /// <inheritdoc />
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise) => nn.functional.mse_loss(network.Decoder.forward(xt, t), x0);
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null) => nn.functional.mse_loss(network.Decoder.forward(xt, t), x0);
 }
 
 /// <summary>
@@ -74,10 +74,10 @@ public sealed class CategoricalDecoderModel : ITrainablePosteriorModel<TokenDeco
     public nn.Module Network => _network;
 
     /// <inheritdoc />
-    public TokenDecoderPosterior Predict(Tensor xt, Tensor t) => new(Logits(xt, t).log_softmax(-1));
+    public TokenDecoderPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null) => new(Logits(xt, t).log_softmax(-1));
 
     /// <inheritdoc />
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise) =>
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null) =>
         nn.functional.cross_entropy(Logits(xt, t).flatten(0, 1), x0.flatten());
 
     private Tensor Logits(Tensor xt, Tensor t)

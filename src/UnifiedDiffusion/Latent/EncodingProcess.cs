@@ -15,14 +15,13 @@ namespace UnifiedDiffusion.Latent;
 /// <remarks>
 /// The schedule is the Gaussian family's (the encoding model is hot diffusion in a learned
 /// space), so this family builds on <see cref="GaussianProcess"/>; the Gaussian family knows
-/// nothing of it. Within one reverse step the kernels encode the same x̂_0 two or three times
-/// (for ε̂, then for F_s); outside autograd the last encoding is reused.
+/// nothing of it. The process holds no state: within one reverse step the kernels encode the
+/// same x̂_0 two or three times (for ε̂, then for F_s), each time afresh.
 /// </remarks>
 public sealed class EncodingProcess : IForwardProcess
 {
     private readonly GaussianProcess _gaussian;
     private readonly long[] _sampleShape;
-    private Tensor? _lastInput, _lastLatent;
 
     /// <summary>The process for a schedule, an encoder and the data shape of one sample.</summary>
     public EncodingProcess(NoiseSchedule schedule, LatentEncoder encoder, long[] sampleShape)
@@ -43,23 +42,13 @@ public sealed class EncodingProcess : IForwardProcess
     public long[] LatentShape { get; }
 
     /// <inheritdoc />
-    public int Steps => _gaussian.Steps;
+    public int Levels => _gaussian.Levels;
 
     /// <inheritdoc />
     public bool IsInvertible => true;
 
     /// <summary>Enc(x_0), with autograd when it is enabled (training trains the encoder through this).</summary>
-    public Tensor Encode(Tensor x0)
-    {
-        if (torch.is_grad_enabled()) return Encoder.forward(x0);
-        // Outside autograd the kernels ask for the encoding of the same x̂_0 tensor several times.
-        if (_lastInput is not null && ReferenceEquals(_lastInput, x0) && _lastLatent is { IsInvalid: false } cached && !x0.IsInvalid)
-            return cached.alias();
-        var latent = Encoder.forward(x0);
-        _lastInput = x0;
-        _lastLatent = latent;
-        return latent.alias();
-    }
+    public Tensor Encode(Tensor x0) => Encoder.forward(x0);
 
     /// <inheritdoc />
     /// <remarks>ε is latent-shaped: [B, ..<see cref="LatentShape"/>].</remarks>
@@ -77,7 +66,7 @@ public sealed class EncodingProcess : IForwardProcess
 
     /// <summary>The known part of a sample cannot be fixed: x_t is a latent, where a pixel or token mask means nothing.</summary>
     public Tensor CorruptKnown(Tensor known, int s, Generator? generator) =>
-        throw new UdmException("the encoding family cannot hold part of a sample fixed: its x_t is a learned latent, not pixels or tokens.");
+        throw new UdmException("the encoding family cannot hold part of a sample fixed: its x_t is a learned latent, not pixels or tokens.") { Subject = "inpaint" };
 
     /// <summary>ᾱ_t and β̄_t per sample, shaped to broadcast against a latent batch.</summary>
     public (Tensor Signal, Tensor Noise) Coefficients(Tensor t, Tensor latentLike) => _gaussian.Coefficients(t, latentLike);

@@ -33,7 +33,7 @@ public sealed class FiniteSetDecoder : IPosteriorModel<FiniteSetPosterior>
     }
 
     /// <inheritdoc />
-    public FiniteSetPosterior Predict(Tensor xt, Tensor t)
+    public FiniteSetPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         using var scope = torch.NewDisposeScope();
         var z = xt.flatten(1).to(ScalarType.Float64);

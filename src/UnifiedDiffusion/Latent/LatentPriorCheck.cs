@@ -34,7 +34,7 @@ public static class LatentPriorCheck
         using var scope = torch.NewDisposeScope();
         var generator = new Generator(seed, device ?? torch.CPU);
         var x0 = data.Sample(samples, generator, device);
-        var xT = process.CorruptAt(x0, process.Steps, process.SampleNoise(x0, generator)).flatten(1).to(ScalarType.Float64);
+        var xT = process.CorruptAt(x0, process.Levels, process.SampleNoise(x0, generator)).flatten(1).to(ScalarType.Float64);
         double mean = xT.mean().item<double>();
         double variance = xT.var([0]).mean().item<double>();
         var directions = torch.randn([xT.shape[1], projections], dtype: ScalarType.Float64, device: xT.device, generator: generator);

@@ -72,7 +72,7 @@ public sealed record UNetConfig(
 /// class-conditional network (<see cref="UNetConfig.ClassCount"/> &gt; 0) adds a learned class
 /// embedding; label index ClassCount means "no label" (∅), for classifier-free guidance.
 /// </summary>
-public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
+public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalNetwork
 {
     private readonly SinusoidalEmbedding _timeFeatures;
     private readonly Sequential _timeMlp;
@@ -153,6 +153,9 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
 
     /// <summary>The label index that means "no label" (∅): <see cref="UNetConfig.ClassCount"/>.</summary>
     public int NullLabel => Config.ClassCount;
+
+    /// <inheritdoc />
+    public int ClassCount => Config.ClassCount;
 
     /// <summary>Unconditional forward: (x [B, C, H, W], t [B]) → [B, C, H, W].</summary>
     public override Tensor forward(Tensor x, Tensor t) => Forward(x, t, null);
@@ -287,92 +290,17 @@ public static class NetworkInfo
     public static long ParameterCount(nn.Module module) => module.parameters().Sum(p => p.numel());
 }
 
-/// <summary>
-/// Classifier-free guidance for sampling: (1 + w)·ε(x, t, y) − w·ε(x, t, ∅), computed with one
-/// batched forward of size 2B. With w = 0 it is exactly the conditional output (only the
-/// conditional half is run), and with no labels it is the unconditional network. Plug it into any
-/// posterior model that takes an <c>nn.Module&lt;Tensor, Tensor, Tensor&gt;</c>.
-/// </summary>
-public sealed class GuidedDenoiser : nn.Module<Tensor, Tensor, Tensor>
+/// <summary>A network that also takes class labels (int64 [B]; <see cref="ClassCount"/> means "no label", ∅).</summary>
+public interface IClassConditionalNetwork
 {
-    private readonly UNet _network;
+    /// <summary>The number of classes; label index ClassCount is ∅.</summary>
+    int ClassCount { get; }
 
-    /// <summary>Guides <paramref name="network"/> towards <paramref name="labels"/> (int64 [B], or null) with scale <paramref name="scale"/>.</summary>
-    public GuidedDenoiser(UNet network, Tensor? labels, double scale) : base(nameof(GuidedDenoiser))
-    {
-        if (!double.IsFinite(scale) || scale < 0)
-            throw new UdmException($"the guidance scale must be 0 or more, got {scale}.");
-        if (labels is not null && network.Config.ClassCount == 0)
-            throw new UdmException("class labels were given to an unconditional UNet; train with classes or sample without labels.");
-        _network = network;
-        Labels = labels;
-        Scale = scale;
-        RegisterComponents();
-    }
-
-    /// <summary>The target classes (int64 [B]), or null for unconditional sampling.</summary>
-    public Tensor? Labels { get; }
-
-    /// <summary>The guidance scale w ≥ 0.</summary>
-    public double Scale { get; }
-
-    /// <inheritdoc />
-    public override Tensor forward(Tensor x, Tensor t)
-    {
-        if (Labels is null) return _network.forward(x, t);
-        var labels = Labels.to(x.device);
-        if (Scale == 0) return _network.Forward(x, t, labels);
-        long batch = x.shape[0];
-        var none = torch.full([batch], _network.NullLabel, dtype: ScalarType.Int64, device: x.device);
-        var both = _network.Forward(torch.cat([x, x], 0), torch.cat([t, t], 0), torch.cat([labels, none], 0));
-        var conditional = both.narrow(0, 0, batch);
-        var unconditional = both.narrow(0, batch, batch);
-        return conditional * (1 + Scale) - unconditional * Scale;
-    }
+    /// <summary>The output given labels; null labels mean ∅ for the whole batch.</summary>
+    Tensor Forward(Tensor x, Tensor t, Tensor? labels);
 }
 
-/// <summary>
-/// A labelled view of a class-conditional UNet as an <c>nn.Module&lt;Tensor, Tensor, Tensor&gt;</c>:
-/// <c>forward(x, t)</c> runs the UNet with the labels currently set (<see cref="Use"/>), or ∅ when
-/// none are set. Give the view to a family's posterior model (Gaussian, cold…) as its network, and
-/// that model's own loss then trains the labelled forward; see <see cref="ClassConditioning"/>.
-/// The view owns no parameters of its own beyond the UNet's.
-/// </summary>
-public sealed class LabeledDenoiser : nn.Module<Tensor, Tensor, Tensor>
-{
-    private readonly UNet _network;
-
-    /// <summary>A view of <paramref name="network"/>; no labels are set initially.</summary>
-    public LabeledDenoiser(UNet network) : base(nameof(LabeledDenoiser))
-    {
-        _network = network;
-        RegisterComponents();
-    }
-
-    /// <summary>The wrapped network.</summary>
-    public UNet Network => _network;
-
-    /// <summary>The labels the next forward uses (int64 [B]; ClassCount means ∅), or null for ∅.</summary>
-    public Tensor? Labels { get; private set; }
-
-    /// <summary>Sets the labels until the returned handle is disposed.</summary>
-    public IDisposable Use(Tensor? labels)
-    {
-        var previous = Labels;
-        Labels = labels;
-        return new Restore(() => Labels = previous);
-    }
-
-    /// <inheritdoc />
-    public override Tensor forward(Tensor x, Tensor t) => _network.Forward(x, t, Labels);
-
-    private sealed class Restore(Action restore) : IDisposable
-    {
-        public void Dispose() => restore();
-    }
-}
-
-/// <summary>Training helpers for class-conditional models with classifier-free guidance.</summary>
+/// <summary>Class conditioning with classifier-free guidance (Ho &amp; Salimans): label dropout in training, guidance in sampling.</summary>
 public static class ClassConditioning
 {
     /// <summary>
@@ -382,27 +310,32 @@ public static class ClassConditioning
     public static Tensor? DropLabels(Tensor? labels, int classCount, double dropProbability, Generator generator)
     {
         if (dropProbability < 0 || dropProbability > 1 || double.IsNaN(dropProbability))
-            throw new UdmException($"the label drop probability must lie in [0, 1], got {dropProbability}.");
+            throw new UdmException($"the label drop probability must lie in [0, 1], got {dropProbability}.") { Subject = "labelDropout" };
         if (labels is null) return null;
         var drop = torch.rand([labels.shape[0]], generator: generator, device: labels.device) < dropProbability;
         return torch.where(drop, torch.full_like(labels, classCount), labels);
     }
 
     /// <summary>
-    /// The family's loss computed through the labelled forward: the labels, with label dropout,
-    /// are set on <paramref name="view"/> for the duration of <paramref name="familyLoss"/> (e.g.
-    /// <c>(x0, g) =&gt; DenoisingObjective.Loss(process, model, x0, g)</c> for a posterior model
-    /// built around the view).
+    /// The network's output for <paramref name="conditioning"/>: without labels the plain forward
+    /// (∅ for a class-conditional network); with labels the conditional output, and with w &gt; 0
+    /// the guided (1 + w)·ε(x, t, y) − w·ε(x, t, ∅), computed in one batched forward of size 2B.
     /// </summary>
-    public static Tensor Loss(LabeledDenoiser view, Tensor x0, Tensor? labels, Generator generator, double dropProbability,
-        Func<Tensor, Generator, Tensor> familyLoss)
+    public static Tensor Forward(nn.Module<Tensor, Tensor, Tensor> network, Tensor x, Tensor t, Conditioning? conditioning)
     {
-        var used = DropLabels(labels, view.Network.Config.ClassCount, dropProbability, generator);
-        using (view.Use(used)) return familyLoss(x0, generator);
+        if (conditioning?.Labels is not { } labels) return network.forward(x, t);
+        if (network is not IClassConditionalNetwork conditional)
+            throw new UdmException("class labels were given to an unconditional network; train it with classes (unet.classCount > 0) or sample without labels.") { Subject = "label" };
+        double scale = conditioning.Guidance;
+        if (!double.IsFinite(scale) || scale < 0)
+            throw new UdmException($"the guidance scale must be 0 or more, got {scale}.") { Subject = "guidance" };
+        labels = labels.to(x.device);
+        if (scale == 0) return conditional.Forward(x, t, labels);
+        long batch = x.shape[0];
+        var none = torch.full([batch], conditional.ClassCount, dtype: ScalarType.Int64, device: x.device);
+        var both = conditional.Forward(torch.cat([x, x], 0), torch.cat([t, t], 0), torch.cat([labels, none], 0));
+        var guided = both.narrow(0, 0, batch);
+        var unconditional = both.narrow(0, batch, batch);
+        return guided * (1 + scale) - unconditional * scale;
     }
-
-    /// <summary>A loss for the <see cref="Trainer"/> constructor that hands labels to the loss.</summary>
-    public static Func<Tensor, Tensor?, Generator, Tensor> CreateLoss(LabeledDenoiser view, double dropProbability,
-        Func<Tensor, Generator, Tensor> familyLoss) =>
-        (x0, labels, generator) => Loss(view, x0, labels, generator, dropProbability, familyLoss);
 }

@@ -2,9 +2,7 @@ using System.Diagnostics;
 using TorchSharp;
 using UnifiedDiffusion.Cold;
 using UnifiedDiffusion.Core;
-using UnifiedDiffusion.Data;
 using UnifiedDiffusion.Networks;
-using UnifiedDiffusion.Output;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Runs;
@@ -16,40 +14,30 @@ namespace UnifiedDiffusion.Runs;
 /// </summary>
 public sealed class ColdFamilyModel : FamilyModel
 {
-    /// <summary>Sampler names: the three kernels, plus the two restoration baselines of the paper's table.</summary>
-    public static IReadOnlyList<string> Names { get; } = [.. ColdSampling.Names, "direct", "degraded"];
-
     private readonly ColdConfig _cold;
-    private readonly ImageDataset _train;
-    private readonly ImageDataset _test;
-    private readonly Device _device;
+    private readonly ImageModality _images;
     private ChannelMeanMixturePrior? _prior;
 
-    internal ColdFamilyModel(ExperimentConfig config, OpenedData data, Device device)
+    internal ColdFamilyModel(ExperimentConfig config, ImageModality images) : base(images)
     {
-        if (data.Kind != DataKind.Images) throw new UdmException($"the cold family restores images; {data.Train.Name} is not an image set.");
         _cold = config.Cold ?? new ColdConfig();
-        _train = (ImageDataset)data.Train;
-        _test = (ImageDataset)data.Test;
-        _device = device;
-        var unet = ImageNetworks.UNetFor(config, data);
-        if (unet.ClassCount > 0) throw new UdmException("the cold family trains unconditional restoration networks; set unet.classCount to 0.");
-        if (!(_cold.Sigma >= 0)) throw new UdmException($"cold.sigma must be 0 or more, got {_cold.Sigma}.");
+        _images = images;
+        var unet = images.UNetConfig(config);
+        if (unet.ClassCount > 0) throw new UdmException("the cold family trains unconditional restoration networks; set unet.classCount to 0.") { Subject = "unet.classCount" };
+        if (!(_cold.Sigma >= 0)) throw new UdmException($"cold.sigma must be 0 or more, got {_cold.Sigma}.") { Subject = "cold.sigma" };
         ColdProcess = new ColdProcess(CreateDegradation(_cold), _cold.Sigma, new LazyPrior(this));
-        TrainedNetwork = new UNet(unet);
-        SamplingNetwork = new UNet(unet);
-        TrainingModel = new ColdPosteriorModel(ColdProcess, TrainedNetwork, _cold.Loss);
-        Model = new ColdPosteriorModel(ColdProcess, SamplingNetwork, _cold.Loss);
+        Restorer = new UNet(unet);
+        Model = new ColdPosteriorModel(ColdProcess, Restorer, _cold.Loss);
     }
 
     /// <summary>The degradation a config names.</summary>
     public static Degradation CreateDegradation(ColdConfig cold) => cold.Degradation.Trim().ToLowerInvariant() switch
     {
-        "blur" => new BlurDegradation(cold.Steps, cold.KernelSize, cold.BlurStd, cold.Routine, cold.Padding),
-        "mask" => new GaussianMaskDegradation(cold.Steps, cold.MaskStd, cold.RandomCentre),
-        "superres" => new SuperResolutionDegradation(cold.Steps),
-        "fade" => new FadeDegradation(cold.Steps),
-        _ => throw new UdmException($"unknown cold.degradation \"{cold.Degradation}\": use blur, mask, superres or fade."),
+        "blur" => new BlurDegradation(cold.Levels, cold.KernelSize, cold.BlurStd, cold.Routine, cold.Padding),
+        "mask" => new GaussianMaskDegradation(cold.Levels, cold.MaskStd, cold.RandomCentre),
+        "superres" => new SuperResolutionDegradation(cold.Levels),
+        "fade" => new FadeDegradation(cold.Levels),
+        _ => throw new UdmException($"unknown cold.degradation \"{cold.Degradation}\": use blur, mask, superres or fade.") { Subject = "cold.degradation" },
     };
 
     /// <inheritdoc />
@@ -61,35 +49,23 @@ public sealed class ColdFamilyModel : FamilyModel
     /// <inheritdoc />
     public override IForwardProcess Process => ColdProcess;
 
-    /// <summary>The trained restoration network G.</summary>
-    public UNet TrainedNetwork { get; }
-
-    /// <summary>The EMA restoration network used for sampling.</summary>
-    public UNet SamplingNetwork { get; }
+    /// <summary>The restoration network G.</summary>
+    public UNet Restorer { get; }
 
     /// <inheritdoc />
-    public override nn.Module Network => TrainedNetwork;
+    public override nn.Module Network => Restorer;
 
-    /// <inheritdoc />
-    public override nn.Module EmaNetwork => SamplingNetwork;
-
-    /// <summary>The posterior model over the trained network.</summary>
-    public ColdPosteriorModel TrainingModel { get; }
-
-    /// <summary>The posterior model over the EMA network.</summary>
+    /// <summary>The posterior model over the network.</summary>
     public ColdPosteriorModel Model { get; }
 
     /// <inheritdoc />
-    public override IReadOnlyList<string> SamplerNames => Names;
+    public override ISamplerRegistry Samplers => ColdSampling.Registry;
 
     /// <inheritdoc />
-    public override string DefaultSampler => "improved";
+    public override int DefaultSteps => ColdProcess.Levels;
 
     /// <inheritdoc />
-    public override int DefaultSteps => ColdProcess.Steps;
-
-    /// <inheritdoc />
-    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => ColdProcess.TrainingLoss(TrainingModel, x0, generator);
+    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => DenoisingObjective.Loss(ColdProcess, Model, x0, generator);
 
     /// <summary>The generative prior: a colour mixture fitted to (up to 10,000) training images.</summary>
     public ChannelMeanMixturePrior Prior(double? noise = null)
@@ -97,7 +73,7 @@ public sealed class ColdFamilyModel : FamilyModel
         if (_prior is null)
         {
             using var scope = torch.NewDisposeScope();
-            using var subset = _train.Take(10_000);
+            using var subset = _images.Train.Take(10_000);
             _prior = ChannelMeanMixturePrior.Fit(subset.Images, _cold.PriorComponents, seed: 0, noiseStd: _cold.PriorNoise);
         }
         return noise is { } n ? _prior.WithNoise(n) : _prior;
@@ -111,19 +87,27 @@ public sealed class ColdFamilyModel : FamilyModel
         using (originals) using (degraded) return restored;
     }
 
+    /// <summary>The sampler of a request, its options checked; prior noise needs generation.</summary>
+    private ColdSamplerEntry Resolve(SamplerRequest request)
+    {
+        var entry = ColdSampling.Registry.Resolve(request.Sampler, request.Given);
+        if (request.PriorNoise is not null && !request.Generate)
+            throw new UdmException("prior noise applies to generation from the prior; restoration starts from degraded data.") { Subject = "priorNoise" };
+        if (entry.Name == "interpolate" && ColdProcess.Sigma == 0)
+            throw new UdmException("the interpolate sampler mixes fresh noise into the inferred residual, which needs cold.sigma > 0; this run has σ = 0 (use tacos).") { Subject = "sampler" };
+        return entry;
+    }
+
     /// <summary>Generates from the prior over fully degraded images.</summary>
     public Tensor Generate(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
-        string name = SamplerName(request);
-        if (name is "direct" or "degraded") throw new UdmException($"--sampler {name} is a restoration baseline; generation uses naive, improved or interpolate.");
+        var entry = Resolve(request with { Generate = true });
         if (_cold.Degradation.Trim().ToLowerInvariant() is "mask")
-            throw new UdmException("generation needs a degradation whose last level is a plain colour (blur, fade, superres); this run restores Gaussian-masked images (drop --generate).");
-        var kind = ColdSampling.Parse(name);
-        CheckInterpolate(kind);
-        var generator = new Generator((ulong)seed, _device);
-        var process = new ColdProcess(ColdProcess.Degradation, ColdProcess.Sigma, Prior(request.PriorNoise));
-        var grid = TimeGrid.Parse(request.Grid, process.Steps, StepCount(request));
-        return ColdSampling.Generate(process, Model, count, _train.SampleShape, grid, kind, generator, _device, request.Eta, options);
+            throw new UdmException("generation needs a degradation whose last level is a plain colour (blur, fade, superres); this run restores Gaussian-masked images.") { Subject = "generate" };
+        var generator = new Generator((ulong)seed, Device);
+        var process = ColdProcess.WithPrior(Prior(request.PriorNoise));
+        var grid = TimeGrid.Parse(request.Grid, process.Levels, StepCount(request));
+        return ColdSampling.Generate(process, Model, count, _images.Train.SampleShape, grid, entry.Kernel!(request.Eta ?? 0), generator, Device, options);
     }
 
     /// <summary>
@@ -132,90 +116,61 @@ public sealed class ColdFamilyModel : FamilyModel
     /// </summary>
     public (Tensor Originals, Tensor Degraded, Tensor Restored) Restore(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
-        string name = SamplerName(request);
+        var entry = Resolve(request);
         using var scope = torch.NewDisposeScope();
-        var generator = new Generator((ulong)seed, _device);
-        using var subset = _test.Take(count);
-        var originals = subset.Images.to(_device);
-        ColdProcess.Degradation.Resample(generator);
-        int levels = ColdProcess.Steps;
-        var degraded = ColdProcess.CorruptAt(originals, levels, ColdProcess.SampleNoise(originals, generator));
-        Tensor restored;
-        if (name == "degraded") restored = degraded.clone();
-        else if (name == "direct") restored = ColdSampling.Direct(Model, degraded, levels);
-        else
+        var generator = new Generator((ulong)seed, Device);
+        using var subset = _images.Test.Take(count);
+        var originals = subset.Images.to(Device);
+        // One trajectory per image: its random degradation choice degrades it and stays fixed while restoring.
+        var context = new SamplingContext { Generator = generator, TrajectoryNoise = ColdProcess.SampleTrajectoryNoise(count, Device, generator) };
+        var trajectory = ColdProcess.WithTrajectoryNoise(context.TrajectoryNoise);
+        int levels = ColdProcess.Levels;
+        var degraded = trajectory.CorruptAt(originals, levels, trajectory.SampleNoise(originals, generator));
+        var restored = entry switch
         {
-            var kind = ColdSampling.Parse(name);
-            CheckInterpolate(kind);
-            var grid = TimeGrid.Parse(request.Grid, levels, StepCount(request));
-            restored = ColdSampling.Restore(ColdProcess, Model, degraded, grid, kind, generator, request.Eta, options);
-        }
+            { Kernel: { } kernel } => ColdSampling.Restore(ColdProcess, Model, degraded, TimeGrid.Parse(request.Grid, levels, StepCount(request)),
+                kernel(request.Eta ?? 0), context, options),
+            { BaselineSteps: 1 } => ColdSampling.Direct(Model, degraded, levels),
+            _ => degraded.clone(),
+        };
         return (originals.MoveToOuterDisposeScope(), degraded.MoveToOuterDisposeScope(), restored.MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc />
     public override EvaluationResult Evaluate(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
-        var judge = ImageJudge.For(_train, _test);
-        string name = SamplerName(request);
+        var entry = Resolve(request);
         var clock = Stopwatch.StartNew();
         if (request.Generate)
         {
             using var samples = Generate(request, count, seed, options);
             double seconds = clock.Elapsed.TotalSeconds;
-            return new EvaluationResult(_train.Name, Family, $"generate {name}{NoiseLabel(request)}", StepCount(request), count, seconds, judge.Generation(samples));
+            string noise = FormattableString.Invariant($", prior noise {request.PriorNoise ?? _cold.PriorNoise:0.###}");
+            return new EvaluationResult(_images.Train.Name, Family, $"generate {entry.Name}{noise}", StepCount(request), count, seconds, _images.Judge(samples, seed));
         }
         var (originals, degraded, restored) = Restore(request, count, seed, options);
         using (originals) using (degraded) using (restored)
         {
             double seconds = clock.Elapsed.TotalSeconds;
-            int steps = name is "direct" ? 1 : name is "degraded" ? 0 : StepCount(request);
-            return new EvaluationResult(_train.Name, Family, name, steps, count, seconds, judge.Restoration(restored, originals));
+            return new EvaluationResult(_images.Train.Name, Family, entry.Name, entry.BaselineSteps ?? StepCount(request), count, seconds,
+                _images.JudgeRestoration(restored, originals));
         }
     }
 
-    private string NoiseLabel(SamplerRequest request) =>
-        FormattableString.Invariant($", prior noise {request.PriorNoise ?? _cold.PriorNoise:0.###}");
+    /// <inheritdoc />
+    /// <remarks>Without generation, a restoration sheet: rows of originals, degraded and restored images.</remarks>
+    public override string WriteSamples(string path, SamplerRequest request, int count, long seed, SamplingOptions options, string title, string? template = null)
+    {
+        if (request.Generate || template is not null) return base.WriteSamples(path, request, count, seed, options, title, template);
+        var (originals, degraded, restored) = Restore(request, count, seed, options);
+        using (originals) using (degraded) using (restored) ImageModality.WriteSheet(path, originals, degraded, restored);
+        return "restorations (rows: original, degraded, restored)";
+    }
 
     /// <inheritdoc />
-    /// <remarks>Inpainting fixes pixels during generation from the prior (use with --generate).</remarks>
+    /// <remarks>Inpainting fixes pixels during generation from the prior (use with generation).</remarks>
     public override SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>
-        options with { Fixed = LoadInpainting(imagePath, maskPath, count, _train.SampleShape, _device) };
-
-    /// <inheritdoc />
-    public override void WriteSamples(string path, Tensor samples, string title)
-    {
-        if (!Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"--out {path}: image samples are written as a .png grid.");
-        ImageGrid.Save(path, samples);
-    }
-
-    /// <summary>
-    /// Writes a restoration sheet: rows of 8 originals, their degraded versions and the restorations,
-    /// repeated, so that each column shows one image's journey.
-    /// </summary>
-    public static void WriteRestorationSheet(string path, Tensor originals, Tensor degraded, Tensor restored)
-    {
-        using var scope = torch.NewDisposeScope();
-        long n = originals.shape[0];
-        var rows = new List<Tensor>();
-        for (long start = 0; start < n; start += 8)
-        {
-            long width = Math.Min(8, n - start);
-            foreach (var t in new[] { originals, degraded, restored })
-            {
-                var row = t.narrow(0, start, width);
-                if (width < 8) row = torch.cat([row, torch.zeros([8 - width, .. t.shape[1..]], device: t.device)], 0);
-                rows.Add(row);
-            }
-        }
-        ImageGrid.Save(path, torch.cat(rows, 0).cpu(), columns: 8);
-    }
-
-    private void CheckInterpolate(ColdSamplerKind kind)
-    {
-        if (kind == ColdSamplerKind.Interpolate && ColdProcess.Sigma == 0)
-            throw new UdmException("the interpolate sampler mixes fresh noise into the inferred residual, which needs cold.sigma > 0; this run has σ = 0 (use improved).");
-    }
+        options with { Fixed = _images.Inpainting(imagePath, maskPath, count) };
 
     /// <summary>The process's prior, fitted on first use (training never needs it).</summary>
     private sealed class LazyPrior(ColdFamilyModel owner) : ColdPrior

@@ -33,13 +33,13 @@ public static class Evaluation
     public static double NllBitsPerDim(GaussianProcess process, IPosteriorModel<GaussianPosterior> model, Func<int[], GammaTable> gamma,
         GaussianSamplerSpec spec, IDataSource data, int count, long seed, ElboDecoder decoder = ElboDecoder.Continuous)
     {
-        var grid = GaussianSampling.Grid(spec, process.Steps);
-        var options = spec.Kind switch
+        var grid = GaussianSampling.Grid(spec, process.Levels);
+        var options = spec.Entry.Likelihood switch
         {
-            GaussianSamplerKind.Ddpm => new ElboOptions(ElboVariance.DdpmSmall, decoder),
-            GaussianSamplerKind.AnalyticDdpm => new ElboOptions(ElboVariance.Analytic, decoder,
+            ElboVariance.Analytic => new ElboOptions(ElboVariance.Analytic, decoder,
                 new AnalyticKernel(process.Schedule, gamma(grid), (spec.Analytic ?? new AnalyticOptions()) with { Eta = 1, ClipPixels = null })),
-            _ => throw new UdmException($"--nll is defined for ddpm and analytic-ddpm, not {spec.Name} (a deterministic sampler has no likelihood)."),
+            { } variance => new ElboOptions(variance, decoder),
+            null => throw new UdmException($"the likelihood bound is defined for samplers with a reverse variance ({string.Join(", ", GaussianSamplers.Registry.Entries.Where(e => e.Likelihood is not null).Select(e => e.Name))}), not {spec.Name}: a deterministic sampler has no likelihood.") { Subject = "nll" },
         };
         using var scope = torch.NewDisposeScope();
         var generator = new Generator((ulong)seed + 104729);
@@ -47,19 +47,6 @@ public static class Evaluation
         using var terms = Likelihood.NegativeElbo(process, model, x0, grid, options, generator);
         return terms.BitsPerDim;
     }
-
-    /// <summary>The common result of a Gaussian sampler's samples: sliced W2 and, for mixtures, the log-density.</summary>
-    internal static EvaluationResult Result(Tensor samples, IDataSource data, GaussianSamplerSpec spec, long seed, double seconds)
-    {
-        var (w2, logDensity) = Measure(samples, data, seed);
-        var metrics = new Dictionary<string, double> { ["sliced_w2"] = w2 };
-        if (logDensity is { } l) metrics["log_density"] = l;
-        return new EvaluationResult(data.Name, "gaussian", DisplayName(spec), spec.Steps, (int)samples.shape[0], seconds, metrics);
-    }
-
-    /// <summary>The sampler's name with η when it is not the default.</summary>
-    public static string DisplayName(GaussianSamplerSpec spec) =>
-        spec.Eta != 0 && spec.Kind is GaussianSamplerKind.Ddim or GaussianSamplerKind.AnalyticDdim ? FormattableString.Invariant($"{spec.Name} η={spec.Eta:0.##}") : spec.Name;
 
     /// <summary>
     /// The same measurement with the exact denoiser of a Gaussian-mixture data set in place of a
@@ -76,7 +63,7 @@ public static class Evaluation
                 ?? throw new UdmException($"--oracle needs a Gaussian mixture with a closed-form posterior: use gmm8 or gmm25, not {dataName}.");
             Process = new GaussianProcess(NoiseSchedule.Create(schedule ?? new ScheduleConfig()));
             Model = new MixtureOracle(Mixture, Process);
-            _gamma = new GammaTable(Process.Steps);
+            _gamma = new GammaTable(Process.Levels);
         }
 
         /// <summary>The mixture.</summary>
@@ -95,13 +82,20 @@ public static class Evaluation
             return _gamma;
         }
 
-        /// <summary>Samples with the exact denoiser and measures them.</summary>
+        /// <summary>Samples with the exact denoiser and measures them (sliced W2 and log-density).</summary>
         public EvaluationResult Evaluate(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
         {
-            if (spec.NeedsGamma) Gamma(GaussianSampling.Grid(spec, Process.Steps));
+            if (spec.NeedsGamma) Gamma(GaussianSampling.Grid(spec, Process.Levels));
             var clock = Stopwatch.StartNew();
             using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed), options: options);
-            return Result(samples, Mixture, spec, seed, clock.Elapsed.TotalSeconds);
+            double seconds = clock.Elapsed.TotalSeconds;
+            var (w2, logDensity) = Measure(samples, Mixture, seed);
+            return new EvaluationResult(Mixture.Name, "gaussian", spec.DisplayName, spec.Steps, count, seconds,
+                new Dictionary<string, double> { ["sliced_w2"] = w2, ["log_density"] = logDensity!.Value });
         }
+
+        /// <summary>The negative ELBO in bits/dim of fresh mixture samples along the spec's grid, with the exact denoiser.</summary>
+        public double NllBitsPerDim(GaussianSamplerSpec spec, int count, long seed) =>
+            Evaluation.NllBitsPerDim(Process, Model, Gamma, spec, Mixture, count, seed);
     }
 }

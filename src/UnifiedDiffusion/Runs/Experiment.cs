@@ -28,18 +28,30 @@ public sealed class Experiment
             Model = CreateFamily(config, Opened, Device);
         }
         Model.Network.to(Device);
-        Model.EmaNetwork.to(Device);
-        Model.EmaNetwork.eval();
+        Model.Network.eval();
     }
 
-    private static FamilyModel CreateFamily(ExperimentConfig config, OpenedData data, Device device) => config.Family.ToLowerInvariant() switch
+    /// <summary>The family names a config may use.</summary>
+    public static IReadOnlyList<string> Families { get; } = ["gaussian", "cold", "mask", "edit", "encoding"];
+
+    /// <summary>The family a config names, composed with the data's modality.</summary>
+    private static FamilyModel CreateFamily(ExperimentConfig config, OpenedData data, Device device)
     {
-        "gaussian" => new GaussianFamilyModel(config, data, device),
-        "cold" => new ColdFamilyModel(config, data, device),
-        "mask" or "edit" => new TokenFamilyModel(config, data, device),
-        "encoding" => new EncodingFamilyModel(config, data, device),
-        _ => throw new UdmException($"family \"{config.Family}\" is not available; use gaussian, cold, mask, edit or encoding."),
-    };
+        var modality = Modality.For(data, device);
+        string family = config.Family.Trim().ToLowerInvariant();
+        return (family, modality) switch
+        {
+            ("gaussian", _) => new GaussianFamilyModel(config, modality),
+            ("cold", ImageModality images) => new ColdFamilyModel(config, images),
+            ("mask" or "edit", TextModality text) => new TokenFamilyModel(config, text),
+            ("encoding", ImageModality images) => new ImageEncodingFamilyModel(config, images),
+            ("encoding", TextModality text) => new TextEncodingFamilyModel(config, text),
+            ("cold", _) => throw new UdmException($"the cold family restores images; {data.Train.Name} holds {modality.Name}.") { Subject = "data" },
+            ("mask" or "edit", _) => throw new UdmException($"the {family} family works on text; {data.Train.Name} holds {modality.Name}, not a text set (use wujue, qijue, line5, moby-dick, names or text:FILE).") { Subject = "data" },
+            ("encoding", _) => throw new UdmException($"the encoding family works on images or text, not on the toy set {data.Train.Name}; use mnist, digits, wujue, names or moby-dick.") { Subject = "data" },
+            _ => throw new UdmException($"family \"{config.Family}\" is not available; use {string.Join(", ", Families)}.") { Subject = "family" },
+        };
+    }
 
     /// <summary>The configuration.</summary>
     public ExperimentConfig Config { get; }
@@ -55,10 +67,6 @@ public sealed class Experiment
 
     /// <summary>The family-specific half of the run: process, networks, samplers and metrics.</summary>
     public FamilyModel Model { get; }
-
-    /// <summary>The Gaussian family's model; a one-line error for runs of another family.</summary>
-    public GaussianFamilyModel Gaussian => Model as GaussianFamilyModel
-        ?? throw new UdmException($"this run is a {Model.Family} model; the operation needs a gaussian one.");
 
     /// <summary>The forward process.</summary>
     public IForwardProcess Process => Model.Process;
@@ -88,8 +96,8 @@ public sealed class Experiment
     public static Experiment Create(ExperimentConfig config, IProgress<string>? progress = null) => new(config, progress);
 
     /// <summary>
-    /// Loads a trained run folder (config.json and checkpoint.udm); sampling uses the EMA weights.
-    /// <paramref name="device"/> overrides the device the run was trained on.
+    /// Loads a trained run folder (config.json and checkpoint.udm) with the EMA weights in the
+    /// network, for sampling. <paramref name="device"/> overrides the device the run was trained on.
     /// </summary>
     public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null)
     {
@@ -100,8 +108,7 @@ public sealed class Experiment
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
-        Trainer.LoadWeights(experiment.Model.Network, state.Model, "model");
-        Trainer.LoadWeights(experiment.Model.EmaNetwork, state.Ema, "EMA");
+        Trainer.LoadWeights(experiment.Model.Network, state.Ema, "EMA");
         experiment.RunDirectory = runDir;
         experiment.Step = state.Step;
         experiment.Model.WeightsChanged(runDir, state.Step);
@@ -111,7 +118,8 @@ public sealed class Experiment
     /// <summary>
     /// Trains into <paramref name="runDir"/>. With <paramref name="resume"/>, continues exactly from
     /// the checkpoint there (the loss sequence equals that of an uninterrupted run). Writes
-    /// config.json, checkpoint.udm, loss.csv, loss.png and TensorBoard scalars.
+    /// config.json, checkpoint.udm, loss.csv, loss.png and TensorBoard scalars. Afterwards the
+    /// network holds the EMA weights, ready to sample.
     /// </summary>
     public TrainingOutcome Train(string runDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
@@ -128,6 +136,9 @@ public sealed class Experiment
         AtomicFile.WriteAllText(Path.Combine(runDir, Files.Config), Config.ToJson());
         trainer.OnCheckpoint = dir => WriteLossFiles(dir, trainer.Losses);
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
+        trainer.Ema.CopyTo();
+        trainer.Ema.Dispose();
+        Model.Network.eval();
         RunDirectory = runDir;
         Step = trainer.Step;
         Model.WeightsChanged(runDir, Step);
@@ -136,13 +147,7 @@ public sealed class Experiment
 
     /// <summary>A trainer for this run's network and loss with the given optimisation settings (no files written).</summary>
     public Trainer CreateTrainer(TrainingOptions options) =>
-        new(Model.Network, Model.EmaNetwork, Model.Loss, Data, options, Config.ModelIdentity(), Device);
-
-    /// <summary>Γ for Analytic-DPM (Gaussian runs); see <see cref="GaussianFamilyModel.Gamma"/>.</summary>
-    public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null) => Gaussian.Gamma(levels, samplesPerLevel);
-
-    /// <summary>Draws <paramref name="count"/> samples with a Gaussian sampler (Gaussian runs).</summary>
-    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) => Gaussian.Sample(spec, count, seed, options);
+        new(Model.Network, Model.Loss, Data, options, Config.ModelIdentity(), Device);
 
     /// <summary>Draws <paramref name="count"/> samples with any sampler of the run's family.</summary>
     public Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null) => Model.Sample(request, count, seed, options);

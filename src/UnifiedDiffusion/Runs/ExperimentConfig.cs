@@ -10,7 +10,7 @@ namespace UnifiedDiffusion.Runs;
 
 /// <summary>The cold family's settings: F_t(x_0, ε) = D_t(x_0) + σε.</summary>
 /// <param name="Degradation">blur, mask (Gaussian-mask inpainting), superres (repeated 2× pooling) or fade.</param>
-/// <param name="Steps">Levels T (paper's MNIST: 20 for blur, 50 for mask, 3 for superres).</param>
+/// <param name="Levels">Levels T (JSON: <c>steps</c>; the paper's MNIST: 20 for blur, 50 for mask, 3 for superres).</param>
 /// <param name="KernelSize">Blur kernel size (odd).</param>
 /// <param name="BlurStd">Blur kernel std.</param>
 /// <param name="Routine">Blur routine: incremental, constant or exponential.</param>
@@ -23,7 +23,7 @@ namespace UnifiedDiffusion.Runs;
 /// <param name="PriorNoise">Generation: std of the small noise added to prior draws (paper: 0.002; 0 = none).</param>
 public sealed record ColdConfig(
     string Degradation = "blur",
-    int Steps = 20,
+    [property: JsonPropertyName("steps")] int Levels = 20,
     int KernelSize = 11,
     double BlurStd = 7.0,
     BlurRoutine Routine = BlurRoutine.Constant,

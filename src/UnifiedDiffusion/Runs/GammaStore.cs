@@ -32,8 +32,8 @@ internal sealed class GammaStore(IDataSource data, Device device)
         int perLevel = samplesPerLevel ?? (data.SampleShape.Aggregate(1L, (a, b) => a * b) >= 64 ? 200 : 2000);
         var needed = levels.Where(t => t > 0).ToArray();
         string? path = _runDirectory is null ? null : Path.Combine(_runDirectory, Experiment.Files.Gamma);
-        if (_table is null && path is not null) _table = GammaTable.Load(path, process.Steps, _step);
-        _table ??= new GammaTable(process.Steps);
+        if (_table is null && path is not null) _table = GammaTable.Load(path, process.Levels, _step);
+        _table ??= new GammaTable(process.Levels);
         // A fixed seed: the table is a property of the model, not of the sampling seed.
         if (_table.EstimateMissing(model, process, data, needed, perLevel, seed: 12345, device) && path is not null)
             _table.Save(path, _step);

@@ -1,41 +1,31 @@
 using System.Diagnostics;
 using TorchSharp;
 using UnifiedDiffusion.Core;
-using UnifiedDiffusion.Data;
 using UnifiedDiffusion.Gaussian;
 using UnifiedDiffusion.Networks;
-using UnifiedDiffusion.Output;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Runs;
 
-/// <summary>Hot (Gaussian) diffusion: DDPM, DDIM, DDIM-η and Analytic-DPM over any denoiser network.</summary>
+/// <summary>
+/// Hot (Gaussian) diffusion: DDPM, DDIM, DDIM-η and Analytic-DPM over the modality's denoiser (an
+/// MLP for points, a UNet for images). A class-conditional UNet trains with label dropout and
+/// samples with classifier-free guidance.
+/// </summary>
 public sealed class GaussianFamilyModel : FamilyModel
 {
     private readonly ExperimentConfig _config;
-    private readonly OpenedData _opened;
-    private readonly IDataSource _data;
-    private readonly Device _device;
-    private readonly LabeledDenoiser? _labeledView;
     private readonly GammaStore _gamma;
+    private readonly int _classes;
 
-    internal GaussianFamilyModel(ExperimentConfig config, OpenedData data, Device device)
+    internal GaussianFamilyModel(ExperimentConfig config, Modality modality) : base(modality)
     {
         _config = config;
-        _opened = data;
-        _data = data.Train;
-        _device = device;
-        _gamma = new GammaStore(_data, device);
+        _gamma = new GammaStore(modality.Data.Train, modality.Device);
         GaussianProcess = new GaussianProcess(NoiseSchedule.Create(config.Schedule));
-        (TrainedNetwork, SamplingNetwork) = ImageNetworks.Create(config, data);
-        if (TrainedNetwork is UNet { Config.ClassCount: > 0 } unet)
-        {
-            // A class-conditional UNet: the loss runs through a labelled view (with label dropout).
-            _labeledView = new LabeledDenoiser(unet);
-            TrainingModel = new GaussianPosteriorModel(GaussianProcess, _labeledView, config.Prediction, config.ClipSample);
-        }
-        else TrainingModel = new GaussianPosteriorModel(GaussianProcess, TrainedNetwork, config.Prediction, config.ClipSample);
-        Model = new GaussianPosteriorModel(GaussianProcess, SamplingNetwork, config.Prediction, config.ClipSample);
+        Denoiser = modality.Denoiser(config);
+        _classes = (Denoiser as IClassConditionalNetwork)?.ClassCount ?? 0;
+        Model = new GaussianPosteriorModel(GaussianProcess, Denoiser, config.Prediction, config.ClipSample);
     }
 
     /// <inheritdoc />
@@ -47,57 +37,56 @@ public sealed class GaussianFamilyModel : FamilyModel
     /// <inheritdoc />
     public override IForwardProcess Process => GaussianProcess;
 
-    /// <summary>The trained denoiser.</summary>
-    public nn.Module<Tensor, Tensor, Tensor> TrainedNetwork { get; }
-
-    /// <summary>The EMA denoiser used for sampling.</summary>
-    public nn.Module<Tensor, Tensor, Tensor> SamplingNetwork { get; }
+    /// <summary>The denoiser network (x_t, t) → ε, x_0 or v.</summary>
+    public nn.Module<Tensor, Tensor, Tensor> Denoiser { get; }
 
     /// <inheritdoc />
-    public override nn.Module Network => TrainedNetwork;
+    public override nn.Module Network => Denoiser;
 
-    /// <inheritdoc />
-    public override nn.Module EmaNetwork => SamplingNetwork;
-
-    /// <summary>The posterior model over the trained network (used by the loss).</summary>
-    public GaussianPosteriorModel TrainingModel { get; }
-
-    /// <summary>The posterior model over the EMA weights (used for sampling and evaluation).</summary>
+    /// <summary>The posterior model over the network.</summary>
     public GaussianPosteriorModel Model { get; }
 
     /// <inheritdoc />
-    public override IReadOnlyList<string> SamplerNames => GaussianSamplerSpec.Names;
+    public override ISamplerRegistry Samplers => GaussianSamplers.Registry;
 
     /// <inheritdoc />
-    public override string DefaultSampler => "ddim";
+    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator)
+    {
+        if (_classes == 0) return DenoisingObjective.Loss(GaussianProcess, Model, x0, generator);
+        // Label dropout trains the unconditional ε(x, t, ∅) that guidance needs, in the same network.
+        var kept = ClassConditioning.DropLabels(labels, _classes, _config.LabelDropout, generator);
+        return DenoisingObjective.Loss(GaussianProcess, Model, x0, generator, kept is null ? null : new Conditioning(kept));
+    }
 
-    /// <inheritdoc />
-    public override int? SamplingBatch => _opened.Kind == DataKind.Images ? 500 : null;
-
-    /// <inheritdoc />
-    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) =>
-        _labeledView is null
-            ? DenoisingObjective.Loss(GaussianProcess, TrainingModel, x0, generator)
-            : ClassConditioning.Loss(_labeledView, x0, labels, generator, _config.LabelDropout, (x, g) => DenoisingObjective.Loss(GaussianProcess, TrainingModel, x, g));
-
-    /// <summary>The Gaussian sampler spec of a family-neutral request.</summary>
+    /// <summary>The Gaussian sampler spec of a request, its options checked against the sampler and the model.</summary>
     public GaussianSamplerSpec Spec(SamplerRequest request)
     {
-        SamplerName(request);
+        if (_classes == 0 && (request.Guidance is not null || request.Label is not null))
+            throw new UdmException("guidance and class labels need a class-conditional image model (unet.classCount > 0).")
+            { Subject = request.Guidance is not null ? "guidance" : "label" };
         return ToSpec(request, DefaultSteps);
     }
 
-    /// <summary>The Gaussian sampler spec of a family-neutral request (for oracles, which have no run).</summary>
+    /// <summary>
+    /// The Gaussian sampler spec of a family-neutral request (also for oracles, which have no run):
+    /// the sampler from <see cref="GaussianSamplers.Registry"/>, its options checked.
+    /// </summary>
     public static GaussianSamplerSpec ToSpec(SamplerRequest request, int defaultSteps = 50)
     {
-        var kind = GaussianSamplerSpec.ParseKind(request.Sampler ?? "ddim");
-        if (request.Order is not null) throw new UdmException("--order applies to the mask and edit families, not to Gaussian models.");
-        return new GaussianSamplerSpec(kind, request.Steps ?? defaultSteps, request.Eta, request.Grid, request.Analytic);
+        var entry = GaussianSamplers.Registry.Resolve(request.Sampler, request.Given);
+        AnalyticOptions? analytic = null;
+        if (request.AnalyticClip is not null || request.Gamma is not null)
+        {
+            double? clip = request.AnalyticClip ?? entry.DefaultClipPixels;
+            if (clip < 0) throw new UdmException($"the analytic clip must be 0 (off) or positive pixel bins, got {clip}.") { Subject = "analyticClip" };
+            analytic = new AnalyticOptions(ClipPixels: clip == 0 ? null : clip, Estimator: request.Gamma ?? GammaEstimator.NoiseNorm);
+        }
+        return new GaussianSamplerSpec(entry.Name, request.Steps ?? defaultSteps, request.Eta ?? 0, request.Grid, analytic);
     }
 
     /// <summary>
     /// The Γ table for Analytic-DPM, covering <paramref name="levels"/>: estimated by Monte Carlo
-    /// over the training data (with the EMA model) where missing, and stored in the run folder.
+    /// over the training data where missing, and stored in the run folder.
     /// </summary>
     /// <remarks>
     /// <paramref name="samplesPerLevel"/> defaults to 2000 for low-dimensional data and 200 for
@@ -105,36 +94,26 @@ public sealed class GaussianFamilyModel : FamilyModel
     /// </remarks>
     public GammaTable Gamma(IEnumerable<int> levels, int? samplesPerLevel = null) => _gamma.Get(Model, GaussianProcess, levels, samplesPerLevel);
 
-    /// <summary>Draws <paramref name="count"/> samples with the given sampler (unconditionally).</summary>
-    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null) =>
-        Sample(spec, Model, count, seed, options);
-
-    private Tensor Sample(GaussianSamplerSpec spec, GaussianPosteriorModel model, int count, long seed, SamplingOptions? options)
+    /// <summary>Draws <paramref name="count"/> samples with the given sampler, unconditionally or with the options' conditioning.</summary>
+    public Tensor Sample(GaussianSamplerSpec spec, int count, long seed, SamplingOptions? options = null)
     {
-        var gamma = spec.NeedsGamma ? Gamma(GaussianSampling.Grid(spec, GaussianProcess.Steps)) : null;
-        return GaussianSampling.Sample(GaussianProcess, model, gamma, spec, count, _data.SampleShape, new Generator((ulong)seed, _device), _device, options);
+        var gamma = spec.NeedsGamma ? Gamma(GaussianSampling.Grid(spec, GaussianProcess.Levels)) : null;
+        return GaussianSampling.Sample(GaussianProcess, Model, gamma, spec, count, Modality.Data.Train.SampleShape, new Generator((ulong)seed, Device), Device, options);
     }
 
     /// <inheritdoc />
+    /// <remarks>A class-conditional model draws the given class, or the classes in turn, guided by the scale w.</remarks>
     public override Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
         var spec = Spec(request);
-        if (SamplingNetwork is not UNet { Config.ClassCount: > 0 } unet)
-        {
-            if (request.Guidance != 0 || request.Label is not null)
-                throw new UdmException("--guidance and --label need a class-conditional image model (unet.classCount > 0).");
-            return Sample(spec, Model, count, seed, options);
-        }
-        // Class-conditional: the given class, or the classes in turn; guided by the scale w.
-        int classes = unet.Config.ClassCount;
-        if (request.Label is { } label && (label < 0 || label >= classes))
-            throw new UdmException($"--label {label} is out of range; this model has classes 0..{classes - 1}.");
+        if (_classes == 0) return Sample(spec, count, seed, options);
+        if (request.Label is { } label && (label < 0 || label >= _classes))
+            throw new UdmException($"the class label {label} is out of range; this model has classes 0..{_classes - 1}.") { Subject = "label" };
         using var labels = request.Label is { } fixedLabel
-            ? torch.full(count, fixedLabel, dtype: ScalarType.Int64, device: _device)
-            : torch.arange(count, dtype: ScalarType.Int64, device: _device).remainder(classes);
-        using var guided = new GuidedDenoiser(unet, labels, request.Guidance);
-        var model = new GaussianPosteriorModel(GaussianProcess, guided, _config.Prediction, _config.ClipSample);
-        return Sample(spec, model, count, seed, options);
+            ? torch.full(count, fixedLabel, dtype: ScalarType.Int64, device: Device)
+            : torch.arange(count, dtype: ScalarType.Int64, device: Device).remainder(_classes);
+        var conditioning = new Conditioning(labels, request.Guidance ?? 0);
+        return Sample(spec, count, seed, (options ?? new SamplingOptions()) with { Conditioning = conditioning });
     }
 
     /// <inheritdoc />
@@ -144,46 +123,33 @@ public sealed class GaussianFamilyModel : FamilyModel
         var clock = Stopwatch.StartNew();
         using var samples = Sample(request, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
-        if (_opened.Kind != DataKind.Images) return Evaluation.Result(samples, _data, spec, seed, seconds);
-        var judge = ImageJudge.For((ImageDataset)_opened.Train, (ImageDataset)_opened.Test);
-        return new EvaluationResult(_data.Name, Family, Evaluation.DisplayName(spec), spec.Steps, count, seconds, judge.Generation(samples));
+        return new EvaluationResult(Modality.Data.Train.Name, Family, spec.DisplayName, spec.Steps, count, seconds, Modality.Judge(samples, seed));
     }
 
-    /// <summary>The negative ELBO in bits/dim of held-out data along the request's grid (ddpm and analytic-ddpm).</summary>
-    /// <remarks>Images (8-bit, scaled to [−1, 1]) use the 256-bin discretized decoder and held-out images, as the papers report.</remarks>
-    public double NllBitsPerDim(SamplerRequest request, int count, long seed)
+    /// <inheritdoc />
+    /// <remarks>
+    /// The negative ELBO in bits/dim along the request's grid (ddpm and analytic-ddpm). Images (8-bit,
+    /// scaled to [−1, 1]) use the 256-bin discretized decoder and held-out images, as the papers report.
+    /// </remarks>
+    public override (string Metric, double Value)? HeldOutBound(SamplerRequest request, int count, long seed)
     {
-        if (_opened.Kind != DataKind.Images)
-            return Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), _data, count, seed);
-        using var heldOut = ((ImageDataset)_opened.Test).Take(count);
-        return Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), Spec(request), heldOut, count, seed, ElboDecoder.Discretized);
+        var spec = Spec(request);
+        if (spec.Entry.Likelihood is null) return null;
+        var data = Modality.HeldOutData(count);
+        try
+        {
+            var decoder = Modality.EightBitLevels ? ElboDecoder.Discretized : ElboDecoder.Continuous;
+            return ("nll_bits_per_dim", Evaluation.NllBitsPerDim(GaussianProcess, Model, grid => Gamma(grid), spec, data, count, seed, decoder));
+        }
+        finally
+        {
+            (data as IDisposable)?.Dispose();
+        }
     }
 
     /// <inheritdoc />
     public override SamplingOptions Inpaint(string imagePath, string maskPath, int count, SamplingOptions options) =>
-        _opened.Kind == DataKind.Images
-            ? options with { Fixed = LoadInpainting(imagePath, maskPath, count, _data.SampleShape, _device) }
-            : base.Inpaint(imagePath, maskPath, count, options);
-
-    /// <inheritdoc />
-    public override void WriteSamples(string path, Tensor samples, string title)
-    {
-        string extension = Path.GetExtension(path).ToLowerInvariant();
-        if (_opened.Kind == DataKind.Images)
-        {
-            if (extension != ".png") throw new UdmException($"--out {path}: image samples are written as a .png grid.");
-            ImageGrid.Save(path, samples);
-            return;
-        }
-        if (extension == ".csv")
-        {
-            var rows = samples.to(ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])
-                .Select(row => string.Join(',', row.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture))));
-            AtomicFile.WriteAllText(path, string.Join('\n', rows) + "\n");
-        }
-        else if (extension == ".png") Plots.ScatterGrid(path, [(title, samples)]);
-        else throw new UdmException($"--out {path}: use a .png or .csv file name.");
-    }
+        options with { Fixed = Modality.Inpainting(imagePath, maskPath, count) };
 
     internal override void WeightsChanged(string? runDirectory, long step) => _gamma.Reset(runDirectory, step);
 }

@@ -37,9 +37,9 @@ public static class Recipes
             Training = ImageTraining(4000),
         }),
         ["mnist-blur"] = ("cold diffusion on MNIST: Gaussian blur, T=20, kernel 11, std 7, constant (the paper's setting)", () => Cold(new ColdConfig())),
-        ["mnist-inpaint"] = ("cold diffusion on MNIST: Gaussian-mask inpainting, T=50, kernel std 0.1", () => Cold(new ColdConfig(Degradation: "mask", Steps: 50))),
-        ["mnist-superres"] = ("cold diffusion on MNIST: super-resolution by repeated 2× pooling, T=2 (28 → 7)", () => Cold(new ColdConfig(Degradation: "superres", Steps: 2))),
-        ["mnist-fade"] = ("cold diffusion on MNIST: fading towards the mean, T=20", () => Cold(new ColdConfig(Degradation: "fade", Steps: 20))),
+        ["mnist-inpaint"] = ("cold diffusion on MNIST: Gaussian-mask inpainting, T=50, kernel std 0.1", () => Cold(new ColdConfig(Degradation: "mask", Levels: 50))),
+        ["mnist-superres"] = ("cold diffusion on MNIST: super-resolution by repeated 2× pooling, T=2 (28 → 7)", () => Cold(new ColdConfig(Degradation: "superres", Levels: 2))),
+        ["mnist-fade"] = ("cold diffusion on MNIST: fading towards the mean, T=20", () => Cold(new ColdConfig(Degradation: "fade", Levels: 20))),
         ["mnist-encoding"] = ("encoding model on MNIST: conv encoder to a unit-RMS latent image, UNet decoder (the mnist UNet)", () => new ExperimentConfig
         {
             Family = "encoding",

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using TorchSharp;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Data;
-using UnifiedDiffusion.Metrics;
 using UnifiedDiffusion.Networks;
 using UnifiedDiffusion.Tokens;
 using static TorchSharp.torch;
@@ -12,42 +11,28 @@ namespace UnifiedDiffusion.Runs;
 /// <summary>
 /// The token families on fixed-length text: the mask model (t positions replaced by [MASK]) and
 /// the edit model (t positions replaced by different tokens), with a bidirectional Transformer
-/// posterior. Samplers: <c>recorrupt</c> (the baseline) and <c>improved</c> (Gibbs-like filling
-/// for mask, weighted repair for edit); <see cref="SamplerRequest.Order"/> picks random or
-/// confident positions.
+/// posterior. Everything in which they differ is the process's (<see cref="TokenProcess"/>):
+/// samplers are the process's improved kernel (mask: fill, edit: repair; alias improved),
+/// recorrupt (the baseline) and data (held-out sequences); <see cref="SamplerRequest.Order"/>
+/// picks random or confident positions.
 /// </summary>
 public sealed class TokenFamilyModel : FamilyModel
 {
-    /// <summary>The sampler names, plus <c>data</c>: held-out sequences, the reference row of a results table.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["improved", "recorrupt", "data"];
+    private readonly TextModality _text;
 
-    private readonly TokenDataset _train;
-    private readonly TokenDataset _test;
-    private readonly Device _device;
-    private readonly string _family;
-    private readonly TextJudge _judge;
-
-    internal TokenFamilyModel(ExperimentConfig config, OpenedData data, Device device)
+    internal TokenFamilyModel(ExperimentConfig config, TextModality text) : base(text)
     {
-        if (data.Kind != DataKind.Text)
-            throw new UdmException($"the {config.Family} family works on text; {data.Train.Name} is not a text set (use wujue, qijue, line5, moby-dick or names).");
-        _family = config.Family.Trim().ToLowerInvariant();
-        _train = (TokenDataset)data.Train;
-        _test = (TokenDataset)data.Test;
-        _device = device;
-        _judge = new TextJudge(_train);
-        int length = _train.Length, vocab = _train.Vocabulary.Count;
-        TokenProcess = _family == "mask" ? new MaskProcess(length) : new EditProcess(length, vocab);
+        _text = text;
+        var train = text.Train;
+        int length = train.Length, vocab = train.Vocabulary.Count;
+        TokenProcess = config.Family.Trim().ToLowerInvariant() == "mask" ? new MaskProcess(length) : new EditProcess(length, vocab);
         var transformer = config.Transformer ?? new TransformerConfig();
-        TrainedNetwork = new TextTransformer(vocab, length, transformer, length);
-        SamplingNetwork = new TextTransformer(vocab, length, transformer, length);
-        var weighting = (config.Text ?? new TextConfig()).Weighting;
-        TrainingModel = new TokenPosteriorModel(TrainedNetwork, TokenProcess, vocab, _train.UsesPadding, weighting);
-        Model = new TokenPosteriorModel(SamplingNetwork, TokenProcess, vocab, _train.UsesPadding, weighting);
+        Transformer = new TextTransformer(vocab, length, transformer, length);
+        Model = new TokenPosteriorModel(Transformer, TokenProcess, vocab, train.UsesPadding, (config.Text ?? new TextConfig()).Weighting);
     }
 
     /// <inheritdoc />
-    public override string Family => _family;
+    public override string Family => TokenProcess.Family;
 
     /// <summary>The mask or edit process.</summary>
     public TokenProcess TokenProcess { get; }
@@ -56,40 +41,25 @@ public sealed class TokenFamilyModel : FamilyModel
     public override IForwardProcess Process => TokenProcess;
 
     /// <summary>The vocabulary (built from the training split).</summary>
-    public Vocabulary Vocabulary => _train.Vocabulary;
+    public Vocabulary Vocabulary => _text.Train.Vocabulary;
 
     /// <summary>The sequence length l.</summary>
-    public int Length => _train.Length;
+    public int Length => _text.Train.Length;
 
-    /// <summary>The trained Transformer.</summary>
-    public TextTransformer TrainedNetwork { get; }
-
-    /// <summary>The EMA Transformer used for sampling.</summary>
-    public TextTransformer SamplingNetwork { get; }
+    /// <summary>The Transformer.</summary>
+    public TextTransformer Transformer { get; }
 
     /// <inheritdoc />
-    public override nn.Module Network => TrainedNetwork;
+    public override nn.Module Network => Transformer;
 
-    /// <inheritdoc />
-    public override nn.Module EmaNetwork => SamplingNetwork;
-
-    /// <summary>The posterior model over the trained network.</summary>
-    public TokenPosteriorModel TrainingModel { get; }
-
-    /// <summary>The posterior model over the EMA network.</summary>
+    /// <summary>The posterior model over the network.</summary>
     public TokenPosteriorModel Model { get; }
 
     /// <inheritdoc />
-    public override IReadOnlyList<string> SamplerNames => Names;
-
-    /// <inheritdoc />
-    public override string DefaultSampler => "improved";
+    public override ISamplerRegistry Samplers => TokenProcess.Samplers;
 
     /// <inheritdoc />
     public override int DefaultSteps => Length;
-
-    /// <inheritdoc />
-    public override string SampleExtension => ".txt";
 
     /// <summary>
     /// Network calls made and saved (by reusing the last output) in the last sampling run, and the
@@ -98,26 +68,22 @@ public sealed class TokenFamilyModel : FamilyModel
     public (int Evaluations, int Saved, double RowsSavedShare) LastEvaluations { get; private set; }
 
     /// <inheritdoc />
-    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => DenoisingObjective.Loss(TokenProcess, TrainingModel, x0, generator);
+    public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => DenoisingObjective.Loss(TokenProcess, Model, x0, generator);
 
-    /// <summary>The kernel of a request: the core's re-corrupt kernel, or the family's improved one.</summary>
-    public IReverseKernel<CategoricalPosterior> Kernel(SamplerRequest request)
+    /// <summary>The kernel of a request, its options checked: the process's improved kernel or re-corrupt; null for data.</summary>
+    public IReverseKernel<CategoricalPosterior>? Kernel(SamplerRequest request)
     {
-        string name = SamplerName(request);
-        bool confident = (request.Order ?? "random") == "confident";
-        if (name == "recorrupt")
-        {
-            if (request.Order is not null) throw new UdmException("--order applies to the improved sampler; the re-corrupt baseline redraws every position.");
-            return new ReCorruptKernel();
-        }
-        return TokenProcess is MaskProcess ? new MaskImproveKernel(confident ? FillOrder.Confident : FillOrder.Random) : new EditImproveKernel(greedy: confident);
+        var entry = TokenProcess.Samplers.Resolve(request.Sampler, request.Given);
+        if (request.Order is not (null or "random" or "confident"))
+            throw new UdmException($"unknown order \"{request.Order}\": use random or confident.") { Subject = "order" };
+        return entry.Kernel?.Invoke(TokenProcess, request.Order == "confident");
     }
 
     /// <summary>The fixed part and grid of a template (given characters at given positions).</summary>
     public (FixedPart Fixed, int[] Grid) Constrain(string template, int count, int steps)
     {
         var parsed = TokenTemplate.Parse(template, Vocabulary, Length);
-        return (parsed.ToFixedPart(count, _device), parsed.Grid(steps));
+        return (parsed.ToFixedPart(count, Device), parsed.Grid(steps));
     }
 
     /// <inheritdoc />
@@ -131,13 +97,12 @@ public sealed class TokenFamilyModel : FamilyModel
     /// <summary>Draws <paramref name="count"/> sequences, optionally with a template's characters fixed.</summary>
     public Tensor Sample(SamplerRequest request, int count, long seed, string? template, SamplingOptions? options = null)
     {
-        if (SamplerName(request) == "data")
+        var kernel = Kernel(request);
+        if (kernel is null)
         {
             LastEvaluations = (0, 0, 0);
-            int available = (int)_test.Sequences.shape[0];
-            return _test.Sequences.narrow(0, 0, Math.Min(count, available)).to(_device);
+            return _text.HeldOutSequences(count);
         }
-        var kernel = Kernel(request);
         int steps = Math.Min(StepCount(request), Length);
         int[] grid;
         options ??= new SamplingOptions();
@@ -148,55 +113,51 @@ public sealed class TokenFamilyModel : FamilyModel
             options = options with { Fixed = fixedPart };
         }
         else grid = TimeGrid.Parse(request.Grid == "leading" ? "trailing" : request.Grid, Length, steps);
-        // Known tokens are certain: otherwise the edit kernel could spend its repairs on them.
+        // Known tokens are certain: otherwise the repair kernel could spend its repairs on them.
         IPosteriorModel<CategoricalPosterior> model = options.Fixed is { } known ? new ConstrainedPosteriorModel(Model, known) : Model;
-        using var cached = new CachingPosteriorModel(model, levelFromInput: TokenProcess is MaskProcess);
+        using var cached = new CachingPosteriorModel(model, levelFromInput: TokenProcess.LevelFollowsFromState);
         var sampler = new Sampler<CategoricalPosterior>(TokenProcess, cached, kernel);
-        var result = sampler.Sample([count, Length], grid, _device, new Generator((ulong)seed, _device), options);
+        var result = sampler.Sample([count, Length], grid, Device, new Generator((ulong)seed, Device), options);
         long rows = cached.RowEvaluations + cached.RowsSaved;
         LastEvaluations = (cached.Evaluations, cached.Saved, rows == 0 ? 0 : cached.RowsSaved / (double)rows);
         return result;
     }
 
     /// <summary>Decodes sequences to strings ([PAD] removed).</summary>
-    public IReadOnlyList<string> Decode(Tensor sequences) => _judge.Decode(sequences);
+    public IReadOnlyList<string> Decode(Tensor sequences) => _text.Decode(sequences);
 
     /// <summary>A text formatted for reading: poems split into their lines.</summary>
-    public string Format(string text) => _judge.Format(text);
+    public string Format(string text) => _text.Format(text);
 
     /// <inheritdoc />
     public override EvaluationResult Evaluate(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
+        var entry = TokenProcess.Samplers.Resolve(request.Sampler, request.Given);
         var clock = Stopwatch.StartNew();
         using var samples = Sample(request, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
-        var texts = Decode(samples);
-        string name = SamplerName(request) + (request.Order == "confident" ? " confident" : "");
-        var metrics = _judge.Quality(texts);
+        var metrics = _text.Judge(samples, seed);
         metrics["network_evaluations"] = LastEvaluations.Evaluations;
         metrics["evaluations_saved"] = LastEvaluations.Saved;
         metrics["rows_saved_share"] = LastEvaluations.RowsSavedShare;
-        metrics["seconds_per_100"] = seconds * 100 / texts.Count;
-        int steps = name == "data" ? 0 : Math.Min(StepCount(request), Length);
-        return new EvaluationResult(_train.Name, Family, name, steps, texts.Count, seconds, metrics);
+        metrics["seconds_per_100"] = seconds * 100 / samples.shape[0];
+        string name = entry.Name + (request.Order == "confident" ? " confident" : "");
+        int steps = entry.Kernel is null ? 0 : Math.Min(StepCount(request), Length);
+        return new EvaluationResult(_text.Train.Name, Family, name, steps, (int)samples.shape[0], seconds, metrics);
     }
 
     /// <summary>
     /// The negative ELBO of held-out sequences in bits per token (mask: the exact sum over levels;
-    /// edit: the bound through the improved kernel), with one Monte Carlo draw per level.
+    /// edit: the bound through the repair kernel), with one Monte Carlo draw per level.
     /// </summary>
     public double HeldOutBitsPerToken(int count, long seed)
     {
         using var scope = torch.NewDisposeScope();
-        var data = _test.Sequences.narrow(0, 0, Math.Min(count, (int)_test.Sequences.shape[0])).to(_device);
-        return TokenProcess switch
-        {
-            MaskProcess mask => TokenElbo.Mask(Model, mask, data, seed: (ulong)seed).BitsPerToken,
-            EditProcess edit => TokenElbo.Edit(Model, edit, data, seed: (ulong)seed).BitsPerToken,
-            _ => throw new InvalidOperationException(),
-        };
+        return TokenProcess.HeldOutBound(Model, _text.HeldOutSequences(count), (ulong)seed).BitsPerToken;
     }
 
     /// <inheritdoc />
-    public override void WriteSamples(string path, Tensor samples, string title) => _judge.Write(path, samples, title);
+    /// <remarks>The bound does not depend on the sampler; at most 2,000 held-out sequences are used.</remarks>
+    public override (string Metric, double Value)? HeldOutBound(SamplerRequest request, int count, long seed) =>
+        ("nelbo_bits_per_token", HeldOutBitsPerToken(Math.Min(count, 2000), seed));
 }

@@ -6,12 +6,9 @@ namespace UnifiedDiffusion.Tokens;
 
 /// <summary>
 /// The exact posterior marginals q(x_0,i | x_t) for an explicit distribution over a finite set of
-/// strings, by enumerating the strings consistent with x_t:
-/// - mask process: the strings that agree with x_t on every unmasked position;
-/// - edit process: the strings that differ from x_t in exactly t positions (the likelihood of x_t
-///   given such an x_0 is C(l, t)⁻¹ (R − 1)⁻ᵗ, the same for all of them, so the weights are the
-///   string probabilities).
-/// When no string is consistent (only a baseline sampler can reach such a state) the marginals
+/// strings, by enumerating the strings that can reach x_t (<see cref="TokenProcess.CanReach"/>);
+/// for both token processes the likelihood of x_t is the same for all of them, so the weights are
+/// the string probabilities. When no string is consistent (only a baseline sampler can reach such a state) the marginals
 /// fall back to the data marginals. Also a data source of the distribution.
 /// </summary>
 public sealed class FiniteStringOracle : IPosteriorModel<CategoricalPosterior>, IDataSource
@@ -60,17 +57,10 @@ public sealed class FiniteStringOracle : IPosteriorModel<CategoricalPosterior>, 
     }
 
     /// <inheritdoc />
-    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    public CategoricalPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         using var scope = torch.NewDisposeScope();
-        var x = xt.cpu().unsqueeze(1);                          // [B, 1, L]
-        var agree = _strings.unsqueeze(0).eq(x);                // [B, S, L]
-        Tensor consistent = _process switch
-        {
-            MaskProcess mask => (agree | x.eq(mask.MaskId)).all(2),
-            EditProcess => agree.logical_not().sum(2).eq(t.cpu().reshape(-1, 1)),
-            _ => throw new ArgumentException($"no oracle for {_process.GetType().Name}"),
-        };
+        var consistent = _process.CanReach(_strings, xt.cpu(), t.cpu()); // [B, S]
         var weights = consistent.to(ScalarType.Float64) * _probabilities.unsqueeze(0); // [B, S]
         var total = weights.sum(1, keepdim: true);
         weights = torch.where(total.gt(0), weights / total.clamp_min(1e-300), _probabilities.unsqueeze(0).expand_as(weights));

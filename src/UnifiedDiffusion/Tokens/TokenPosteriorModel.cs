@@ -12,7 +12,7 @@ public enum MaskLossWeighting
     /// <summary>
     /// (l / t) · Σ over the t masked positions of −log q(x_0,i | x_t), averaged over sequences: with
     /// t ~ U{1..l}, its expectation is the negative ELBO in nats per sequence (see
-    /// <see cref="TokenPosteriorModel.Loss"/>).
+    /// <see cref="MaskProcess.TrainingLoss"/>).
     /// </summary>
     Elbo,
 }
@@ -33,7 +33,7 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
     /// <param name="process">The mask or edit process.</param>
     /// <param name="vocabSize">V.</param>
     /// <param name="usesPadding">True when data sequences contain [PAD] (names), so it stays predictable.</param>
-    /// <param name="weighting">The mask loss weighting (ignored by the edit process).</param>
+    /// <param name="weighting">The mask loss weighting (the edit process's loss covers every position unweighted).</param>
     public TokenPosteriorModel(nn.Module<Tensor, Tensor, Tensor> network, TokenProcess process, int vocabSize, bool usesPadding = false,
         MaskLossWeighting weighting = MaskLossWeighting.MeanOverMasked)
     {
@@ -55,13 +55,6 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
 
     /// <summary>The mask loss weighting.</summary>
     public MaskLossWeighting Weighting { get; }
-
-    /// <summary>
-    /// The level the network is conditioned on: for the mask process the actual number of [MASK]
-    /// tokens of each row (which differs from the grid's level when a fixed part holds known
-    /// tokens); for the edit process the given t.
-    /// </summary>
-    public Tensor ConditioningLevel(Tensor xt, Tensor t) => _process is MaskProcess mask ? mask.LevelOf(xt) : t;
 
     // Built once per device rather than on every call.
     private Tensor SuppressedMask(Device device)
@@ -85,56 +78,27 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
     public Tensor Logits(Tensor xt, Tensor t)
     {
         using var scope = torch.NewDisposeScope();
-        var logits = _network.forward(xt, ConditioningLevel(xt, t));
+        var logits = _network.forward(xt, _process.ConditioningLevel(xt, t));
         return logits.masked_fill(SuppressedMask(logits.device), float.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// The marginals. For the mask process an unmasked position is known exactly, so its marginal
-    /// is the point mass on x_t's token (as MDLM's "carry-over" parameterisation); a draw of x̂_0
-    /// then always agrees with x_t there, for every kernel.
-    /// </summary>
-    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    /// <summary>The marginals, with what x_t already determines made certain (<see cref="TokenProcess.CarryOver"/>).</summary>
+    public CategoricalPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         using var scope = torch.NewDisposeScope();
-        var probabilities = Logits(xt, t).softmax(2);
-        if (_process is MaskProcess mask)
-        {
-            // Unmasked rows become the point mass on x_t's token (zero the row, then a 1 at the token):
-            // the same values as where(masked, p, one_hot(x_t)) at half the cost.
-            var known = xt.ne(mask.MaskId).unsqueeze(2);
-            probabilities = probabilities.masked_fill_(known, 0).scatter_(2, xt.unsqueeze(2), known.to(probabilities.dtype));
-        }
+        var probabilities = _process.CarryOver(Logits(xt, t).softmax(2), xt);
         return new CategoricalPosterior(probabilities.MoveToOuterDisposeScope());
     }
 
-    /// <summary>
-    /// Mask: cross-entropy on the masked positions (<see cref="Weighting"/>). The ELBO weighting:
-    /// the discrete-time absorbing process with T = l unmasks one uniformly chosen position per
-    /// reverse step; the reverse model chooses the position the same way, so only the token term
-    /// remains and −log p(x_0) ≤ Σ_{t=1..l} E[(1/t) Σ_{i masked in x_t} −log q(x_0,i | x_t)]
-    /// (the prior term is 0: x_l is all [MASK]). With t ~ U{1..l} that sum is
-    /// E_t[(l/t) Σ_masked −log q], the weighted loss. Edit: cross-entropy on every position.
-    /// </summary>
-    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise)
+    /// <summary>−log q(x_0,i | x_t) at every position, [B, L]. The one place this formula lives.</summary>
+    public Tensor NegativeLogLikelihood(Tensor xt, Tensor t, Tensor x0) =>
+        -Logits(xt, t).log_softmax(2).gather(2, x0.unsqueeze(2)).squeeze(2);
+
+    /// <summary>The process's training loss (<see cref="TokenProcess.TrainingLoss"/>) from −log q at every position.</summary>
+    public Tensor Loss(Tensor x0, Tensor xt, Tensor t, Tensor noise, Conditioning? conditioning = null)
     {
         using var scope = torch.NewDisposeScope();
-        var logits = Logits(xt, t);
-        var nll = -logits.log_softmax(2).gather(2, x0.unsqueeze(2)).squeeze(2); // [B, L]
-        Tensor loss;
-        if (_process is MaskProcess mask)
-        {
-            var masked = xt.eq(mask.MaskId).to(nll.dtype);
-            var perPosition = nll * masked;
-            if (Weighting == MaskLossWeighting.Elbo)
-            {
-                var weight = (double)_process.Length / t.to(nll.dtype).clamp_min(1);
-                loss = (perPosition.sum(1) * weight).mean();
-            }
-            else loss = perPosition.sum() / masked.sum().clamp_min(1);
-        }
-        else loss = nll.mean();
-        return loss.MoveToOuterDisposeScope();
+        return _process.TrainingLoss(NegativeLogLikelihood(xt, t, x0), xt, t, Weighting).MoveToOuterDisposeScope();
     }
 }
 
@@ -148,8 +112,8 @@ public sealed class TokenPosteriorModel : ITrainablePosteriorModel<CategoricalPo
 ///   the prior with a template's known tokens, i.e. the first step of every mask-model run — the
 ///   network runs on one row and the result is broadcast; that row's output is also kept across
 ///   runs, so later runs with the same start skip the first step's network call entirely.
-/// Use <paramref name="levelFromInput"/> = true for a mask model conditioned on the mask count
-/// (<see cref="TokenPosteriorModel.ConditioningLevel"/>), whose output depends on x_t only.
+/// Use <paramref name="levelFromInput"/> = true for a model whose conditioning level follows from
+/// x_t (<see cref="TokenProcess.LevelFollowsFromState"/>), whose output depends on x_t only.
 /// Cached tensors live outside any dispose scope until replaced or disposed.
 /// </summary>
 public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> inner, bool levelFromInput = false)
@@ -171,7 +135,7 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
     public long RowsSaved { get; private set; }
 
     /// <inheritdoc />
-    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    public CategoricalPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         long batch = xt.shape[0];
         if (_probabilities is not null && Same(_x!, xt) && (levelFromInput || Same(_t!, t)))
@@ -198,7 +162,7 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
                     Evaluations++;
                     RowEvaluations++;
                     RowsSaved += batch - 1;
-                    var one = inner.Predict(row, rowT).Probabilities;
+                    var one = inner.Predict(row, rowT, context).Probabilities;
                     Replace(ref _rowX, row);
                     Replace(ref _rowT, rowT);
                     Replace(ref _rowProbabilities, one);
@@ -209,7 +173,7 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
             {
                 Evaluations++;
                 RowEvaluations += batch;
-                probabilities = inner.Predict(xt, t).Probabilities;
+                probabilities = inner.Predict(xt, t, context).Probabilities;
             }
             Replace(ref _x, xt);
             Replace(ref _t, t);

@@ -11,12 +11,18 @@ namespace UnifiedDiffusion.Tokens;
 /// of probability zero, go to the lower position). Nested levels therefore corrupt nested sets,
 /// and Corrupt is a deterministic function of (x_0, t, noise).
 /// </summary>
+/// <remarks>
+/// Everything in which the mask and edit models differ lives here, as members each process
+/// overrides: the level a network is conditioned on, the carry-over of known tokens, the positions
+/// the loss covers, the improved kernel and its samplers, the held-out bound, and which strings
+/// can reach a given x_t (the exact oracle's support).
+/// </remarks>
 public abstract class TokenProcess : IForwardProcess
 {
     /// <summary>Creates a process over sequences of <paramref name="length"/> tokens (T = length).</summary>
     protected TokenProcess(int length)
     {
-        if (length < 1) throw new UdmException($"a token sequence length of {length} is too short; use at least 1.");
+        if (length < 1) throw new UdmException($"a token sequence length of {length} is too short; use at least 1.") { Subject = "length" };
         Length = length;
     }
 
@@ -24,7 +30,63 @@ public abstract class TokenProcess : IForwardProcess
     public int Length { get; }
 
     /// <inheritdoc />
-    public int Steps => Length;
+    public int Levels => Length;
+
+    /// <summary>The family's name in configs: mask or edit.</summary>
+    public abstract string Family { get; }
+
+    /// <summary>The family's samplers: the improved kernel (by its own name, alias improved), recorrupt and data.</summary>
+    public abstract SamplerRegistry<TokenSamplerEntry> Samplers { get; }
+
+    /// <summary>The family's improved kernel, with its positions chosen at random or most confident first.</summary>
+    public abstract IReverseKernel<CategoricalPosterior> ImprovedKernel(bool confident);
+
+    /// <summary>The level a network is conditioned on, given x_t and the grid's level t (int64 [B]).</summary>
+    public abstract Tensor ConditioningLevel(Tensor xt, Tensor t);
+
+    /// <summary>True when <see cref="ConditioningLevel"/> depends on x_t alone (so equal x_t give equal outputs).</summary>
+    public abstract bool LevelFollowsFromState { get; }
+
+    /// <summary>The marginals [B, L, V] with what x_t already determines made certain; <paramref name="probabilities"/> may be changed in place.</summary>
+    public abstract Tensor CarryOver(Tensor probabilities, Tensor xt);
+
+    /// <summary>The training loss from the per-position −log q(x_0,i | x_t) [B, L]: which positions count, and how.</summary>
+    public abstract Tensor TrainingLoss(Tensor nll, Tensor xt, Tensor t, MaskLossWeighting weighting);
+
+    /// <summary>
+    /// The negative ELBO of held-out <paramref name="data"/> under <paramref name="model"/>, with one
+    /// Monte Carlo draw per level and sequence from a generator seeded with <paramref name="seed"/>.
+    /// </summary>
+    public abstract TokenBound HeldOutBound(TokenPosteriorModel model, Tensor data, ulong seed, int batchSize = 256);
+
+    /// <summary>Boolean [B, S]: which of the strings [S, L] can be corrupted into x_t [B, L] at levels t [B].</summary>
+    public abstract Tensor CanReach(Tensor strings, Tensor xt, Tensor t);
+
+    /// <summary>Evaluates a per-sequence bound in batches, in eval mode and without gradients; returns its mean.</summary>
+    protected static TokenBound MeanBound(TokenPosteriorModel model, Tensor data, int batchSize, ulong seed, int length, Func<Tensor, Generator, Tensor> perSequence)
+    {
+        if (data.shape[0] == 0) throw new UdmException("the likelihood needs at least one held-out sequence.") { Subject = "count" };
+        bool training = model.Network.training;
+        model.Network.eval();
+        try
+        {
+            using var noGrad = torch.no_grad();
+            var generator = new Generator(seed);
+            double sum = 0;
+            for (long start = 0; start < data.shape[0]; start += batchSize)
+            {
+                using var scope = torch.NewDisposeScope();
+                var x0 = data.narrow(0, start, Math.Min(batchSize, data.shape[0] - start));
+                sum += perSequence(x0, generator).sum().item<double>();
+            }
+            double nats = sum / data.shape[0];
+            return new TokenBound(nats, nats / (length * Math.Log(2)));
+        }
+        finally
+        {
+            if (training) model.Network.train();
+        }
+    }
 
     /// <inheritdoc />
     public bool IsInvertible => true;
@@ -52,8 +114,6 @@ public abstract class TokenProcess : IForwardProcess
         using var scope = torch.NewDisposeScope();
         var order = keys.sort(dim: 1, stable: true).Indices;
         var ranks = order.sort(dim: 1, stable: true).Indices;
-        // t may be a 0-dim tensor: the core kernels call Corrupt(x0, int, noise), which C# binds to this
-        // member through TorchSharp's implicit int → Tensor conversion rather than to the [B] extension.
         return ranks.lt(t.to(ScalarType.Int64).reshape(-1, 1)).MoveToOuterDisposeScope();
     }
 
@@ -80,6 +140,11 @@ public abstract class TokenProcess : IForwardProcess
             throw new ArgumentException($"{name} must be int64 [B, {Length}], got {x.dtype} [{string.Join(", ", x.shape)}]", name);
     }
 }
+
+/// <summary>A likelihood bound: nats per sequence and bits per token (position).</summary>
+/// <param name="NatsPerSequence">−ELBO in nats per sequence.</param>
+/// <param name="BitsPerToken">−ELBO / (L ln 2).</param>
+public readonly record struct TokenBound(double NatsPerSequence, double BitsPerToken);
 
 /// <summary>
 /// The mask (absorbing) process: level t = the number of [MASK] tokens, T = l. F_t(x_0, ε) masks
@@ -119,6 +184,87 @@ public sealed class MaskProcess(int length, int maskId = Vocabulary.MaskId) : To
 
     /// <summary>The actual level of each sequence: its number of [MASK] tokens (int64 [B]).</summary>
     public Tensor LevelOf(Tensor xt) => xt.eq(MaskId).sum(1, type: ScalarType.Int64);
+
+    /// <summary>The mask model's samplers: fill (alias improved), recorrupt and data.</summary>
+    public static SamplerRegistry<TokenSamplerEntry> Registry { get; } =
+        TokenSamplers.Create("mask", "fill", "Gibbs-like: keep the unmasked tokens, fill t − s masked ones from q");
+
+    /// <inheritdoc />
+    public override string Family => "mask";
+
+    /// <inheritdoc />
+    public override SamplerRegistry<TokenSamplerEntry> Samplers => Registry;
+
+    /// <inheritdoc />
+    public override IReverseKernel<CategoricalPosterior> ImprovedKernel(bool confident) => new MaskFillKernel(this, confident ? FillOrder.Confident : FillOrder.Random);
+
+    /// <inheritdoc />
+    /// <remarks>The actual number of [MASK] tokens of each row, which differs from the grid's level when a fixed part holds known tokens.</remarks>
+    public override Tensor ConditioningLevel(Tensor xt, Tensor t) => LevelOf(xt);
+
+    /// <inheritdoc />
+    public override bool LevelFollowsFromState => true;
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// An unmasked position is known exactly: its marginal is the point mass on x_t's token (MDLM's
+    /// carry-over), so a draw of x̂_0 always agrees with x_t there, for every kernel.
+    /// </remarks>
+    public override Tensor CarryOver(Tensor probabilities, Tensor xt)
+    {
+        // Zero the row, then a 1 at the token: the values of where(masked, p, one_hot(x_t)) at half the cost.
+        var known = xt.ne(MaskId).unsqueeze(2);
+        return probabilities.masked_fill_(known, 0).scatter_(2, xt.unsqueeze(2), known.to(probabilities.dtype));
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Cross-entropy on the masked positions. The ELBO weighting: the discrete-time absorbing process
+    /// with T = l unmasks one uniformly chosen position per reverse step; the reverse model chooses
+    /// the position the same way, so only the token term remains and
+    /// −log p(x_0) ≤ Σ_{t=1..l} E[(1/t) Σ_{i masked in x_t} −log q(x_0,i | x_t)] (the prior term is 0:
+    /// x_l is all [MASK]). With t ~ U{1..l} that sum is E_t[(l/t) Σ_masked −log q], the weighted loss.
+    /// </remarks>
+    public override Tensor TrainingLoss(Tensor nll, Tensor xt, Tensor t, MaskLossWeighting weighting)
+    {
+        var masked = xt.eq(MaskId).to(nll.dtype);
+        var perPosition = nll * masked;
+        if (weighting == MaskLossWeighting.Elbo)
+        {
+            var weight = (double)Length / t.to(nll.dtype).clamp_min(1);
+            return (perPosition.sum(1) * weight).mean();
+        }
+        return perPosition.sum() / masked.sum().clamp_min(1);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// −log p(x_0) ≤ Σ_{t=1..l} E[(1/t) Σ_{i masked} −log q(x_0,i | x_t)] (derivation in
+    /// <see cref="TrainingLoss"/>). The sum over t is exact; the expectation over the masked set is
+    /// Monte Carlo, one masked set per level and sequence.
+    /// </remarks>
+    public override TokenBound HeldOutBound(TokenPosteriorModel model, Tensor data, ulong seed, int batchSize = 256) =>
+        MeanBound(model, data, batchSize, seed, Length, (x0, generator) =>
+        {
+            var total = torch.zeros(x0.shape[0], dtype: ScalarType.Float64);
+            for (int t = 1; t <= Length; t++)
+            {
+                using var scope = torch.NewDisposeScope();
+                var levels = ForwardProcessExtensions.LevelTensor(t, x0.shape[0], x0.device);
+                var xt = Corrupt(x0, levels, SampleNoise(x0, generator));
+                var nll = model.NegativeLogLikelihood(xt, levels, x0).to(ScalarType.Float64);
+                total.add_((nll * xt.eq(MaskId)).sum(1) / (t * 1.0));
+            }
+            return total;
+        });
+
+    /// <inheritdoc />
+    /// <remarks>The strings that agree with x_t on every unmasked position.</remarks>
+    public override Tensor CanReach(Tensor strings, Tensor xt, Tensor t)
+    {
+        var x = xt.unsqueeze(1); // [B, 1, L]
+        return (strings.unsqueeze(0).eq(x) | x.eq(MaskId)).all(2);
+    }
 }
 
 /// <summary>
@@ -194,7 +340,7 @@ public sealed class EditProcess : TokenProcess
         using var scope = torch.NewDisposeScope();
         var g = generator ?? new Generator((ulong)Random.Shared.NextInt64(), device);
         var x0 = _priorData.Sample((int)shape[0], g, device);
-        return Corrupt(x0, ForwardProcessExtensions.Levels(Length, shape[0], device), SampleNoise(x0, g)).MoveToOuterDisposeScope();
+        return Corrupt(x0, ForwardProcessExtensions.LevelTensor(Length, shape[0], device), SampleNoise(x0, g)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -213,4 +359,83 @@ public sealed class EditProcess : TokenProcess
         var u = torch.where(x0.ge(FirstRegularToken), uRegular, uSpecial).clamp(0, 1 - 1e-12);
         return torch.stack([keys, u], 2).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The edit model's samplers: repair (alias improved), recorrupt and data.</summary>
+    public static SamplerRegistry<TokenSamplerEntry> Registry { get; } =
+        TokenSamplers.Create("edit", "repair", "weighted repair: change t − s positions chosen ∝ 1 − q(x_t,i | x_t)");
+
+    /// <inheritdoc />
+    public override string Family => "edit";
+
+    /// <inheritdoc />
+    public override SamplerRegistry<TokenSamplerEntry> Samplers => Registry;
+
+    /// <inheritdoc />
+    public override IReverseKernel<CategoricalPosterior> ImprovedKernel(bool confident) => new EditRepairKernel(this, greedy: confident);
+
+    /// <inheritdoc />
+    public override Tensor ConditioningLevel(Tensor xt, Tensor t) => t;
+
+    /// <inheritdoc />
+    public override bool LevelFollowsFromState => false;
+
+    /// <inheritdoc />
+    /// <remarks>Every position may have been replaced, so nothing is certain.</remarks>
+    public override Tensor CarryOver(Tensor probabilities, Tensor xt) => probabilities;
+
+    /// <inheritdoc />
+    /// <remarks>Cross-entropy on every position (any of them may have been replaced); no weighting applies.</remarks>
+    public override Tensor TrainingLoss(Tensor nll, Tensor xt, Tensor t, MaskLossWeighting weighting) => nll.mean();
+
+    /// <summary>
+    /// The repair weights w_i = 1 − q(x_0,i = x_t,i | x_t) [B, L]: the probability that position i is
+    /// wrong, from marginals [B, L, V]. The one place this formula lives.
+    /// </summary>
+    public static Tensor RepairWeights(Tensor probabilities, Tensor xt) => 1 - probabilities.gather(2, xt.unsqueeze(2)).squeeze(2);
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Through the repair kernel with one position per step as the reverse chain:
+    /// p_θ(x_{t−1} | x_t) = q_i(x_0,i | x_t) / Σ_j w_j(x_t) when x_{t−1} reverts position i
+    /// (<see cref="RepairWeights"/>), prior uniform over the R regular tokens per position, and the
+    /// forward path probability q(x_{1:l} | x_0) = 1/(l! (R − 1)^l). Hence
+    /// −log p(x_0) ≤ l log R − log l! − l log(R − 1) + Σ_{t=1..l} E[−log q_i(x_0,i | x_t) + log Σ_j w_j(x_t)],
+    /// with one forward path per sequence (Monte Carlo). The sequences must hold regular tokens only.
+    /// </remarks>
+    public override TokenBound HeldOutBound(TokenPosteriorModel model, Tensor data, ulong seed, int batchSize = 256)
+    {
+        if (data.lt(FirstRegularToken).any().item<bool>())
+            throw new UdmException("the edit bound needs sequences of regular tokens only; data padded with [PAD] (names) is not supported.") { Subject = "nll" };
+        int l = Length;
+        long r = RegularCount;
+        double logFactorial = Enumerable.Range(1, l).Sum(i => Math.Log(i));
+        double constant = l * Math.Log(r) - logFactorial - l * Math.Log(r - 1);
+        return MeanBound(model, data, batchSize, seed, l, (x0, generator) =>
+        {
+            var total = torch.full(x0.shape[0], constant, dtype: ScalarType.Float64);
+            using var pathScope = torch.NewDisposeScope();
+            var noise = SampleNoise(x0, generator);
+            var ranks = noise[.., .., 0].sort(dim: 1, stable: true).Indices.sort(dim: 1, stable: true).Indices;
+            for (int t = 1; t <= l; t++)
+            {
+                using var scope = torch.NewDisposeScope();
+                var levels = ForwardProcessExtensions.LevelTensor(t, x0.shape[0], x0.device);
+                var xt = Corrupt(x0, levels, noise);
+                var q = model.Logits(xt, levels).softmax(2).to(ScalarType.Float64);
+                var wrong = RepairWeights(q, xt).sum(1);
+                var reverted = ranks.eq(t - 1);
+                var right = (q.gather(2, x0.unsqueeze(2)).squeeze(2) * reverted).sum(1);
+                total.add_(wrong.clamp_min(1e-300).log() - right.clamp_min(1e-300).log());
+            }
+            return total;
+        });
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The strings that differ from x_t in exactly t positions (the likelihood of x_t given such an x_0
+    /// is C(l, t)⁻¹ (R − 1)⁻ᵗ, the same for all of them).
+    /// </remarks>
+    public override Tensor CanReach(Tensor strings, Tensor xt, Tensor t) =>
+        strings.unsqueeze(0).ne(xt.unsqueeze(1)).sum(2).eq(t.reshape(-1, 1));
 }

@@ -87,10 +87,10 @@ public sealed class TokenTemplate
 public sealed class ConstrainedPosteriorModel(IPosteriorModel<CategoricalPosterior> inner, FixedPart fixedPart) : IPosteriorModel<CategoricalPosterior>
 {
     /// <inheritdoc />
-    public CategoricalPosterior Predict(Tensor xt, Tensor t)
+    public CategoricalPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         using var scope = torch.NewDisposeScope();
-        var probabilities = inner.Predict(xt, t).Probabilities;
+        var probabilities = inner.Predict(xt, t, context).Probabilities;
         var known = nn.functional.one_hot(fixedPart.Known.to(ScalarType.Int64), probabilities.shape[2]).to(probabilities.dtype);
         var mask = fixedPart.Mask.to(ScalarType.Bool).unsqueeze(-1);
         return new CategoricalPosterior(torch.where(mask, known, probabilities).MoveToOuterDisposeScope());

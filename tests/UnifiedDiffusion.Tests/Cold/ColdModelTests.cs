@@ -68,10 +68,9 @@ public sealed class ColdModelTests(ITestOutputHelper output)
         var process = new ColdProcess(degradation);
         var config = new UNetConfig(InChannels: 1, BaseChannels: 8, ChannelMultipliers: [1, 2], TimeEmbedding: 16, AttentionAtLowest: false);
         var network = new UNet(config);
-        var ema = new UNet(config);
         var model = new ColdPosteriorModel(process, network);
         var options = new TrainingOptions(Steps: 30, BatchSize: 16, LearningRate: 3e-3, WarmupSteps: 0, Seed: 5, Decay: LearningRateDecay.Constant);
-        var trainer = new Trainer(network, ema, (x0, g) => process.TrainingLoss(model, x0, g), new SmoothImages(32, 8, 80), options, "{}");
+        var trainer = new Trainer(network, (x0, g) => DenoisingObjective.Loss(process, model, x0, g), new SmoothImages(32, 8, 80), options, "{}");
         var watch = System.Diagnostics.Stopwatch.StartNew();
         trainer.Run(null);
         var losses = trainer.Losses;
@@ -86,13 +85,21 @@ public sealed class ColdModelTests(ITestOutputHelper output)
         var process = new ColdProcess(new FadeDegradation(4));
         var config = new UNetConfig(InChannels: 1, BaseChannels: 8, ChannelMultipliers: [1, 2], TimeEmbedding: 16, ClassCount: 2, AttentionAtLowest: false);
         var network = new UNet(config);
-        var view = new LabeledDenoiser(network);
-        var model = new ColdPosteriorModel(process, view);
-        var loss = ClassConditioning.CreateLoss(view, 0.2, (x0, g) => process.TrainingLoss(model, x0, g));
-        var trainer = new Trainer(network, new UNet(config), loss, new LabeledSmoothImages(), new TrainingOptions(Steps: 3, BatchSize: 8, WarmupSteps: 0), "{}");
+        var model = new ColdPosteriorModel(process, network);
+        var labelsSeen = new List<Tensor?>();
+        Tensor Loss(Tensor x0, Tensor? labels, Generator g)
+        {
+            var kept = ClassConditioning.DropLabels(labels, 2, 0.2, g);
+            labelsSeen.Add(kept?.clone().DetachFromDisposeScope());
+            return DenoisingObjective.Loss(process, model, x0, g, new Conditioning(kept));
+        }
+        var trainer = new Trainer(network, Loss, new LabeledSmoothImages(), new TrainingOptions(Steps: 3, BatchSize: 8, WarmupSteps: 0), "{}");
         trainer.Run(null);
         Assert.Equal(3, trainer.Losses.Count);
         Assert.All(trainer.Losses, l => Assert.True(float.IsFinite(l)));
+        // The labels reached the loss through the conditioning, with ∅ (= 2) for the dropped ones.
+        Assert.All(labelsSeen, l => Assert.True(l is not null && l.le(2).all().item<bool>() && l.shape[0] == 8));
+        labelsSeen.ForEach(l => l?.Dispose());
     }
 
     private sealed class LabeledSmoothImages : ILabeledDataSource

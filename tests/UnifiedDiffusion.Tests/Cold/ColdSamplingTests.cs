@@ -17,6 +17,11 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
 {
     private static readonly int[] FullGrid = [6, 5, 4, 3, 2, 1, 0];
 
+    /// <summary>A cold sampler's kernel by its registry name, with σ̃ for interpolate.</summary>
+    internal static IReverseKernel<IPosterior> Kernel(string name, double noiseFraction = 0) => ColdSampling.Registry.Find(name).Kernel!(noiseFraction);
+
+    internal static SamplingContext Seeded(ulong seed) => new() { Generator = new Generator(seed) };
+
     [Theory]
     [MemberData(nameof(All), MemberType = typeof(Degradations))]
     public void InvertStepWithTheTrueImageLandsExactlyOnItsDegradation(string name)
@@ -24,17 +29,17 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         var process = new ColdProcess(Create(name));
         var x0 = RandomImages(3, 3, 8, 10);
-        int t = process.Steps, s = t - 2;
+        int t = process.Levels, s = t - 2;
         var xt = process.CorruptAt(x0, t, process.SampleNoise(x0, new Generator(1)));
         Assert.True(xt.eq(process.Degradation.Apply(x0, t)).all().item<bool>());
         var step = new ReverseStep(t, s, 0, [t, s, 0]);
-        var xs = new InvertKernel().Step(process, xt, step, new PointPosterior(x0), null);
+        var xs = new InvertKernel().Step(process, xt, step, new PointPosterior(x0), new SamplingContext());
         Assert.True(xs.eq(process.Degradation.Apply(x0, s)).all().item<bool>());
     }
 
     [Theory]
     [InlineData("blur-circular", "naive")]
-    [InlineData("blur-circular", "improved")]
+    [InlineData("blur-circular", "tacos")]
     [InlineData("mask-random", "naive")]
     [InlineData("mask-random", "improved")]
     public void ExactRestorationReturnsTheSourceWithBothSamplers(string degradationName, string sampler)
@@ -45,8 +50,8 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var sources = RandomImages(8, 1, 8, 20);
         var oracle = new NearestSourceOracle(degradation, sources);
         var truth = sources.index_select(0, Levels(3, 0, 7, 5, 1, 6, 2, 4, 3, 3));
-        var start = degradation.Apply(truth, degradation.Steps);
-        var restored = ColdSampling.Restore(process, oracle, start, FullGrid, ColdSampling.Parse(sampler), new Generator(2));
+        var start = degradation.Apply(truth, degradation.Levels);
+        var restored = ColdSampling.Restore(process, oracle, start, FullGrid, Kernel(sampler), Seeded(2));
         Assert.True(restored.eq(truth).all().item<bool>());
     }
 
@@ -71,21 +76,21 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
             : (exact, index) => (sources.index_select(0, (index + 1) % 8) - exact) * 0.3;
         var oracle = new NearestSourceOracle(degradation, sources, error);
         var truth = sources;
-        var start = degradation.Apply(truth, degradation.Steps);
+        var start = degradation.Apply(truth, degradation.Levels);
 
-        (double Final, double LowestLevel) Run(ColdSamplerKind sampler)
+        (double Final, double LowestLevel) Run(string sampler)
         {
             Tensor? lowest = null;
             var options = new SamplingOptions { OnStep = p => { if (p.Step.S == 1) lowest = p.Xs.clone().DetachFromDisposeScope(); } };
-            var final = ColdSampling.Restore(process, oracle, start, FullGrid, sampler, new Generator(3), options: options);
+            var final = ColdSampling.Restore(process, oracle, start, FullGrid, Kernel(sampler), Seeded(3), options);
             double finalError = (final - truth).square().mean().sqrt().item<float>();
             double lowestError = (lowest! - degradation.Apply(truth, 1)).square().mean().sqrt().item<float>();
             lowest!.Dispose();
             return (finalError, lowestError);
         }
 
-        var naive = Run(ColdSamplerKind.Naive);
-        var improved = Run(ColdSamplerKind.Improved);
+        var naive = Run("naive");
+        var improved = Run("tacos");
         output.WriteLine($"{kind}: RMS error at level 1 naive {naive.LowestLevel:F4}, improved {improved.LowestLevel:F4}; final naive {naive.Final:F4}, improved {improved.Final:F4}");
         Assert.True(improved.LowestLevel < (kind == "offset" ? 0.5 : 1.0) * naive.LowestLevel);
         Assert.True(improved.Final <= naive.Final);
@@ -99,12 +104,12 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var process = new ColdProcess(degradation, sigma: 0.05);
         var sources = RandomImages(8, 1, 8, 40);
         var oracle = new NearestSourceOracle(degradation, sources);
-        var start = process.CorruptAt(sources, process.Steps, process.SampleNoise(sources, new Generator(41)));
-        Tensor Run(ColdSamplerKind kind, double fraction) =>
-            ColdSampling.Restore(process, oracle, start, [6, 4, 2, 1, 0], kind, new Generator(42), fraction);
-        Assert.True(Run(ColdSamplerKind.Interpolate, 0).eq(Run(ColdSamplerKind.Improved, 0)).all().item<bool>());
-        Assert.True(Run(ColdSamplerKind.Interpolate, 1).eq(Run(ColdSamplerKind.Naive, 0)).all().item<bool>());
-        Assert.True(Run(ColdSamplerKind.Improved, 0).eq(sources).all().item<bool>());
+        var start = process.CorruptAt(sources, process.Levels, process.SampleNoise(sources, new Generator(41)));
+        Tensor Run(string kind, double fraction) =>
+            ColdSampling.Restore(process, oracle, start, [6, 4, 2, 1, 0], Kernel(kind, fraction), Seeded(42));
+        Assert.True(Run("interpolate", 0).eq(Run("tacos", 0)).all().item<bool>());
+        Assert.True(Run("interpolate", 1).eq(Run("naive", 0)).all().item<bool>());
+        Assert.True(Run("tacos", 0).eq(sources).all().item<bool>());
     }
 
     [Fact]
@@ -125,11 +130,18 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void SamplerNamesParse()
+    public void TheRegistryFindsNamesAndAliasesAndRejectsWhatASamplerDoesNotTake()
     {
-        foreach (var name in ColdSampling.Names) Assert.Equal(name, ColdSampling.Name(ColdSampling.Parse(name)));
-        Assert.Throws<UdmException>(() => ColdSampling.Parse("ddim"));
-        Assert.Throws<UdmException>(() => ColdSampling.Kernel(ColdSamplerKind.Interpolate, 1.5));
+        foreach (var entry in ColdSampling.Registry.Entries) Assert.Same(entry, ColdSampling.Registry.Find(entry.Name.ToUpperInvariant()));
+        Assert.Equal("tacos", ColdSampling.Registry.Find("improved").Name);
+        Assert.Equal("tacos", ColdSampling.Registry.Find(null).Name);
+        Assert.Throws<UdmException>(() => ColdSampling.Registry.Find("ddim"));
+        Assert.Throws<UdmException>(() => Kernel("interpolate", 1.5));
+        var notTaken = Assert.Throws<UdmException>(() => ColdSampling.Registry.Resolve("naive", SamplerOption.Eta));
+        Assert.Equal("eta", notTaken.Subject);
+        Assert.Contains("interpolate", notTaken.Message);
+        Assert.Throws<UdmException>(() => ColdSampling.Registry.Resolve("direct", SamplerOption.Generate));
+        Assert.Equal("interpolate", ColdSampling.Registry.Resolve("interpolate", SamplerOption.Eta | SamplerOption.Generate).Name);
     }
 
     [Fact]
@@ -139,7 +151,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var degradation = Create("mask");
         var sources = RandomImages(8, 1, 8, 60);
         var oracle = new NearestSourceOracle(degradation, sources);
-        var direct = ColdSampling.Direct(oracle, degradation.Apply(sources, degradation.Steps), degradation.Steps);
+        var direct = ColdSampling.Direct(oracle, degradation.Apply(sources, degradation.Levels), degradation.Levels);
         Assert.True(direct.eq(sources).all().item<bool>());
     }
 
@@ -152,7 +164,7 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
         var prior = ChannelMeanMixturePrior.Fit(sources, components: 2, seed: 3);
         var process = new ColdProcess(degradation, prior: prior);
         var oracle = new NearestSourceOracle(degradation, sources);
-        var samples = ColdSampling.Generate(process, oracle, 5, [1, 8, 8], FullGrid, ColdSamplerKind.Improved, new Generator(71));
+        var samples = ColdSampling.Generate(process, oracle, 5, [1, 8, 8], FullGrid, Kernel("tacos"), new Generator(71));
         Assert.Equal([5L, 1, 8, 8], samples.shape);
         for (int b = 0; b < 5; b++)
         {
@@ -178,12 +190,13 @@ public sealed class ColdLeakTests
         var process = new ColdProcess(degradation, sigma: 0.05);
         using var sources = RandomImages(8, 1, 8, 80);
         var oracle = new NearestSourceOracle(degradation, sources);
-        using var start = degradation.Apply(sources, degradation.Steps);
-        foreach (var kind in Enum.GetValues<ColdSamplerKind>())
-            ColdSampling.Restore(process, oracle, start, FullGrid, kind, new Generator(81), 0.5).Dispose(); // warm-up
+        using var start = degradation.Apply(sources, degradation.Levels);
+        var kernels = ColdSampling.Registry.Entries.Where(e => e.Kernel is not null).Select(e => e.Kernel!(0.5)).ToList();
+        foreach (var kernel in kernels)
+            ColdSampling.Restore(process, oracle, start, FullGrid, kernel, ColdSamplingTests.Seeded(81)).Dispose(); // warm-up
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        foreach (var kind in Enum.GetValues<ColdSamplerKind>())
-            ColdSampling.Restore(process, oracle, start, FullGrid, kind, new Generator(81), 0.5).Dispose();
+        foreach (var kernel in kernels)
+            ColdSampling.Restore(process, oracle, start, FullGrid, kernel, ColdSamplingTests.Seeded(81)).Dispose();
         long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         Assert.True(after - before <= 0, $"{after - before} tensors leaked over three restorations");
     }

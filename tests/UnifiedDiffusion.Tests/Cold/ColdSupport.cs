@@ -61,7 +61,7 @@ internal sealed class NearestSourceOracle(Degradation degradation, Tensor source
         return torch.stack(distances, 0).argmin(0); // [B]
     }
 
-    public PointPosterior Predict(Tensor xt, Tensor t)
+    public PointPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         var index = Identify(xt, t);
         var exact = sources.index_select(0, index);

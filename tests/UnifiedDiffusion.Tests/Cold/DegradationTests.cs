@@ -20,8 +20,8 @@ public sealed class DegradationTests
         var degradation = Create(name);
         var x = RandomImages(4, 3, 8, 1);
         Assert.True(degradation.Apply(x, 0).eq(x).all().item<bool>());
-        Assert.Equal(x.shape, degradation.Apply(x, degradation.Steps).shape);
-        Assert.True(degradation.Apply(x, Levels(0, 1, 0, degradation.Steps)).narrow(0, 0, 1).eq(x.narrow(0, 0, 1)).all().item<bool>());
+        Assert.Equal(x.shape, degradation.Apply(x, degradation.Levels).shape);
+        Assert.True(degradation.Apply(x, Levels(0, 1, 0, degradation.Levels)).narrow(0, 0, 1).eq(x.narrow(0, 0, 1)).all().item<bool>());
     }
 
     [Theory]
@@ -34,7 +34,7 @@ public sealed class DegradationTests
         // Every image holds values of both signs, so 0 (the mask's target) lies inside its range too.
         var low = x.amin([1, 2, 3], keepdim: true) - Tolerance;
         var high = x.amax([1, 2, 3], keepdim: true) + Tolerance;
-        for (int t = 1; t <= degradation.Steps; t++)
+        for (int t = 1; t <= degradation.Levels; t++)
         {
             var y = degradation.Apply(x, t);
             Assert.True((y >= low).all().item<bool>() && (y <= high).all().item<bool>(), $"level {t} leaves the input range");
@@ -49,7 +49,7 @@ public sealed class DegradationTests
         var degradation = Create(name);
         var x = RandomImages(4, 3, 8, 3);
         var previous = torch.zeros(4);
-        for (int t = 1; t <= degradation.Steps; t++)
+        for (int t = 1; t <= degradation.Levels; t++)
         {
             var distance = (degradation.Apply(x, t) - x).square().sum([1, 2, 3]).sqrt();
             Assert.True((distance >= previous - Tolerance).all().item<bool>(), $"distance shrank at level {t}");
@@ -65,7 +65,7 @@ public sealed class DegradationTests
         using var scope = torch.NewDisposeScope();
         var degradation = Create(name);
         var x = RandomImages(4, 3, 8, 4);
-        long[] levels = [0, 2, degradation.Steps - 1, degradation.Steps];
+        long[] levels = [0, 2, degradation.Levels - 1, degradation.Levels];
         var mixed = degradation.Apply(x, Levels(levels));
         for (int b = 0; b < 4; b++)
         {
@@ -96,7 +96,7 @@ public sealed class DegradationTests
         static Tensor Variation(Tensor y) =>
             (y.narrow(2, 1, 7) - y.narrow(2, 0, 7)).abs().sum([1, 2, 3]) + (y.narrow(3, 1, 7) - y.narrow(3, 0, 7)).abs().sum([1, 2, 3]);
         var previous = Variation(x);
-        for (int t = 1; t <= blur.Steps; t++)
+        for (int t = 1; t <= blur.Levels; t++)
         {
             var y = blur.Apply(x, t);
             var variation = Variation(y);
@@ -114,9 +114,9 @@ public sealed class DegradationTests
         var x = RandomImages(3, 3, 8, 11);
         // The mean of the T-fold blur (as the reference code), which differs from x's mean under reflect padding.
         var blurred = new BlurDegradation(4, kernelSize: 3, std: 0.7, BlurRoutine.Constant, BlurPadding.Reflect).Apply(x, 4);
-        double error = MaxAbs(blur.Apply(x, blur.Steps), blurred.mean([2, 3], keepdim: true).expand_as(x));
+        double error = MaxAbs(blur.Apply(x, blur.Levels), blurred.mean([2, 3], keepdim: true).expand_as(x));
         Assert.True(error < Tolerance, $"D_T differs from the mean by {error}");
-        var before = blur.Apply(x, blur.Steps - 1);
+        var before = blur.Apply(x, blur.Levels - 1);
         Assert.True((before.amax([2, 3]) - before.amin([2, 3])).min().item<float>() > 0.01);
     }
 
@@ -159,7 +159,7 @@ public sealed class DegradationTests
     }
 
     [Fact]
-    public void RandomCentresAreFixedPerPositionUntilResampled()
+    public void RandomCentresAreFixedPerPositionUntilAnotherChoiceIsDrawn()
     {
         using var scope = torch.NewDisposeScope();
         var mask = (GaussianMaskDegradation)Create("mask-random");
@@ -169,13 +169,19 @@ public sealed class DegradationTests
         var centres = mask.Centres(6, 8, 8);
         Assert.True(centres.Distinct().Count() >= 4, "six positions should get (nearly all) distinct centres");
         Assert.Equal(centres.Take(3), mask.Centres(3, 8, 8)); // a smaller batch keeps the same centres
-        mask.Resample(new Generator(5));
-        Assert.False(mask.Apply(same, 3).eq(first).all().item<bool>());
+        var choice = mask.SampleChoice(new Generator(5));
+        Assert.NotNull(choice);
+        Assert.False(mask.WithChoice(choice).Apply(same, 3).eq(first).all().item<bool>());
+        Assert.True(mask.Apply(same, 3).eq(first).all().item<bool>(), "drawing a choice must not change the degradation itself");
+        var process = new ColdProcess(mask);
+        var drawn = process.SampleTrajectoryNoise(6, torch.CPU, new Generator(5));
+        Assert.True(process.WithTrajectoryNoise(drawn).CorruptAt(same, 3, torch.zeros_like(same)).eq(mask.WithChoice(choice).Apply(same, 3)).all().item<bool>(),
+            "the process's trajectory noise is the degradation's choice");
 
         var fixedCentre = (GaussianMaskDegradation)Create("mask");
         var before = fixedCentre.Apply(same, 3);
-        fixedCentre.Resample(new Generator(5));
-        Assert.True(fixedCentre.Apply(same, 3).eq(before).all().item<bool>());
+        Assert.Null(fixedCentre.SampleChoice(new Generator(5)));
+        Assert.Same(fixedCentre, fixedCentre.WithChoice(choice));
         Assert.True(before.narrow(0, 0, 1).eq(before.narrow(0, 5, 1)).all().item<bool>());
     }
 

@@ -30,7 +30,7 @@ public sealed class KernelTests
     private static double[,] RunStep(IReverseKernel<IPosterior> kernel, int t, int s)
     {
         var step = new ReverseStep(t, s, 0, [t, s, 0]);
-        using var result = kernel.Step(Process, Reference.Float(Xt), step, new FixedPosterior(Reference.Float(X0Hat)), new Generator(Seed));
+        using var result = kernel.Step(Process, Reference.Float(Xt), step, new FixedPosterior(Reference.Float(X0Hat)), new SamplingContext { Generator = new Generator(Seed) });
         return Reference.Read(result);
     }
 

@@ -57,6 +57,6 @@ public sealed class SamplerTests
     {
         var sampler = new Sampler<GaussianPosterior>(Process, new MixtureOracle(Ring, Process), GaussianKernels.Ddim());
         using var x = torch.zeros(4, 2);
-        Assert.Throws<ArgumentException>(() => sampler.Run(x, [10, 5], null));
+        Assert.Throws<ArgumentException>(() => sampler.Run(x, [10, 5], new SamplingContext()));
     }
 }

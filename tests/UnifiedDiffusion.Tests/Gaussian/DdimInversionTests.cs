@@ -12,7 +12,7 @@ internal sealed class AffineNoiseModel(NoiseSchedule schedule) : IPosteriorModel
 {
     public List<int> Levels { get; } = [];
 
-    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         int level = (int)t[0].item<long>();
         Levels.Add(level);
@@ -24,7 +24,7 @@ internal sealed class AffineNoiseModel(NoiseSchedule schedule) : IPosteriorModel
 /// <summary>ε̂(x, t) = c for every x and t: DDIM is then exactly invertible, step by step.</summary>
 internal sealed class ConstantNoiseModel(NoiseSchedule schedule, double c) : IPosteriorModel<GaussianPosterior>
 {
-    public GaussianPosterior Predict(Tensor xt, Tensor t)
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null)
     {
         int level = (int)t[0].item<long>();
         var eps = torch.full_like(xt, c);
@@ -70,7 +70,7 @@ public sealed class DdimInversionTests
         var ascending = DdimInversion.AscendingGrid(grid);
         Assert.Equal(grid.Reverse(), ascending);
         var noise = DdimInversion.Invert(Process, model, x0, ascending);
-        var back = new Sampler<GaussianPosterior>(Process, model, GaussianKernels.Ddim()).Run(noise, grid, null);
+        var back = new Sampler<GaussianPosterior>(Process, model, GaussianKernels.Ddim()).Run(noise, grid, new SamplingContext());
         Assert.True((back - x0).abs().max().item<float>() < 1e-4);
         Assert.False(noise.allclose(x0));
         Assert.True(x0.shape.SequenceEqual(noise.shape));

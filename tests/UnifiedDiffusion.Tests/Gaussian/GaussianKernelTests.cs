@@ -41,7 +41,7 @@ public sealed class GaussianKernelTests
         where TPosterior : IPosterior
     {
         int index = grid.ToList().IndexOf(t);
-        using var result = kernel.Step(Process, Reference.Float(Xt), new ReverseStep(t, s, index, grid), posterior, new Generator(Seed));
+        using var result = kernel.Step(Process, Reference.Float(Xt), new ReverseStep(t, s, index, grid), posterior, new SamplingContext { Generator = new Generator(Seed) });
         return Reference.Read(result);
     }
 

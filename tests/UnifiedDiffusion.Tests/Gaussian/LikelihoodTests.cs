@@ -10,7 +10,7 @@ namespace UnifiedDiffusion.Tests.Gaussian;
 /// <summary>A posterior model whose x̂_0 is a fixed tensor, whatever x_t is.</summary>
 internal sealed class FixedMeanModel(Tensor mean) : IPosteriorModel<GaussianPosterior>
 {
-    public GaussianPosterior Predict(Tensor xt, Tensor t) => new(mean, torch.zeros_like(xt));
+    public GaussianPosterior Predict(Tensor xt, Tensor t, SamplingContext? context = null) => new(mean, torch.zeros_like(xt));
 }
 
 /// <summary>

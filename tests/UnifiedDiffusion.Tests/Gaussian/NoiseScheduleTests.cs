@@ -14,7 +14,7 @@ public sealed class NoiseScheduleTests
     {
         var schedule = Linear();
         var reference = Reference.LinearSignalSquared(1000);
-        Assert.Equal(1000, schedule.Steps);
+        Assert.Equal(1000, schedule.Levels);
         Assert.Equal(1.0, schedule.Signal(0));
         Assert.Equal(0.0, schedule.Noise(0));
         Assert.Equal(1 - 1e-4, schedule.Signal(1) * schedule.Signal(1), 12);

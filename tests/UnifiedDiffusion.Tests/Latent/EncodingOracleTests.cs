@@ -84,7 +84,7 @@ public sealed class EncodingOracleTests(Xunit.Abstractions.ITestOutputHelper out
         var (process, support) = ImageSetup();
         var oracle = new FiniteSetDecoder(process, support, torch.tensor(ImageProbabilities), drawMean: false);
         var sampler = new Sampler<FiniteSetPosterior>(process, oracle, GaussianKernels.Ddpm(Schedule));
-        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Steps, 10), torch.CPU, new Generator(21));
+        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Levels, 10), torch.CPU, new Generator(21));
         Assert.Equal([(long)Draws, 1, 3, 3], samples.shape);
         var nearest = Nearest(samples, support);
         double tv = TotalVariation(nearest, ImageProbabilities);
@@ -100,7 +100,7 @@ public sealed class EncodingOracleTests(Xunit.Abstractions.ITestOutputHelper out
         var process = new EncodingProcess(Schedule, new LinearEncoder(9, seed: 12), [1, 3, 3]);
         var oracle = new FiniteSetDecoder(process, support, torch.tensor(ImageProbabilities), drawMean: true);
         var sampler = new Sampler<FiniteSetPosterior>(process, oracle, GaussianKernels.Ddim());
-        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Steps, 100), torch.CPU, new Generator(22));
+        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Levels, 100), torch.CPU, new Generator(22));
         double tv = TotalVariation(Nearest(samples, support), ImageProbabilities);
         output.WriteLine($"DDIM with the mean, linear Enc: TV {tv:F4}, limit 0.05");
         Assert.True(tv < 0.05, $"TV {tv:F4} against a limit of 0.05");
@@ -120,7 +120,7 @@ public sealed class EncodingOracleTests(Xunit.Abstractions.ITestOutputHelper out
         var process = new EncodingProcess(Schedule, encoder, [3]);
         var oracle = new FiniteSetDecoder(process, support, torch.tensor(p));
         var sampler = new Sampler<FiniteSetPosterior>(process, oracle, GaussianKernels.Ddpm(Schedule));
-        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Steps, 10), torch.CPU, new Generator(32));
+        var samples = sampler.Sample([Draws, .. process.LatentShape], TimeGrid.Parse("leading", Schedule.Levels, 10), torch.CPU, new Generator(32));
         Assert.Equal([(long)Draws, 3], samples.shape);
         // Every sample is a whole support string; identify it exactly.
         var matches = samples.unsqueeze(1).eq(support.unsqueeze(0)).all(2); // [n, K]

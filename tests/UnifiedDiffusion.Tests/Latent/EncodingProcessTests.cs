@@ -10,7 +10,7 @@ namespace UnifiedDiffusion.Tests.Latent;
 /// <summary>The encoding process on small tensors: F_t, its inversion, the latent normalisation and the gradient path into Enc.</summary>
 public sealed class EncodingProcessTests
 {
-    private static readonly NoiseSchedule Schedule = NoiseSchedule.Create(new ScheduleConfig(Steps: 100));
+    private static readonly NoiseSchedule Schedule = NoiseSchedule.Create(new ScheduleConfig(Levels: 100));
 
     /// <summary>A conv encoder whose residual branch is not zero, so Enc is not just x/rms(x).</summary>
     internal static ConvEncoder RandomConvEncoder(bool normalize = true, double scale = 1, int seed = 1)

@@ -95,10 +95,11 @@ public sealed class UNetTests
         using var noGrad = torch.no_grad();
         var conditional = network.Forward(x, t, labels);
         var unconditional = network.forward(x, t);
-        Assert.True(new GuidedDenoiser(network, labels, 0).forward(x, t).eq(conditional).all().item<bool>());
-        Assert.True(new GuidedDenoiser(network, null, 3).forward(x, t).eq(unconditional).all().item<bool>());
+        Assert.True(ClassConditioning.Forward(network, x, t, new Conditioning(labels, 0)).eq(conditional).all().item<bool>());
+        Assert.True(ClassConditioning.Forward(network, x, t, new Conditioning(null, 3)).eq(unconditional).all().item<bool>());
+        Assert.True(ClassConditioning.Forward(network, x, t, null).eq(unconditional).all().item<bool>());
         // w = 2: (1 + w)·ε(y) − w·ε(∅), from one batched forward of 2B (float32 tolerance).
-        var guided = new GuidedDenoiser(network, labels, 2).forward(x, t);
+        var guided = ClassConditioning.Forward(network, x, t, new Conditioning(labels, 2));
         var expected = conditional * 3 - unconditional * 2;
         Assert.True((guided - expected).abs().max().item<float>() < 1e-4);
     }
@@ -107,7 +108,8 @@ public sealed class UNetTests
     public void LabelsOnAnUnconditionalNetworkAreAUserError()
     {
         var network = Build(Tiny());
-        Assert.Throws<UdmException>(() => new GuidedDenoiser(network, Levels(0), 1));
+        Assert.Throws<UdmException>(() => ClassConditioning.Forward(network, Images(1, 1, 8, 5), Levels(1), new Conditioning(Levels(0), 1)));
+        Assert.Throws<UdmException>(() => ClassConditioning.Forward(Build(Tiny(1, classes: 3)), Images(1, 1, 8, 5), Levels(1), new Conditioning(Levels(0), -1)));
         Assert.Throws<UdmException>(() => network.Forward(Images(1, 1, 8, 5), Levels(1), Levels(0)));
     }
 
@@ -139,7 +141,7 @@ public sealed class UNetTests
     }
 
     [Fact]
-    public void LabelDropoutUsesTheGeneratorAndTheViewTrainsTheLabelledForward()
+    public void LabelDropoutUsesTheGeneratorAndTheConditioningReachesTheLabelledForward()
     {
         using var scope = torch.NewDisposeScope();
         var labels = Levels(0, 1, 2, 0, 1, 2, 0, 1);
@@ -152,19 +154,12 @@ public sealed class UNetTests
         Assert.InRange(half1.eq(3).sum().item<long>(), 1, 7); // per-label draws, not one draw for the batch
         Assert.Null(ClassConditioning.DropLabels(null, 3, 0.5, new Generator(1)));
 
+        // The conditioning carries the labels to the network's labelled forward, in training as in sampling.
         var network = Build(Tiny(1, classes: 3));
-        var view = new LabeledDenoiser(network);
         var x = Images(8, 1, 8, 6);
         var t = Levels(1, 2, 3, 4, 5, 6, 7, 8);
-        Tensor? seen = null;
         using var noGrad = torch.no_grad();
-        var loss = ClassConditioning.Loss(view, x, labels, new Generator(2), 0, (x0, _) =>
-        {
-            seen = view.Labels;
-            return view.forward(x0, t).square().mean();
-        });
-        Assert.True(seen!.eq(labels).all().item<bool>());
-        Assert.Null(view.Labels); // the labels are cleared after the loss
+        var loss = ClassConditioning.Forward(network, x, t, new Conditioning(labels)).square().mean();
         Assert.Equal(network.Forward(x, t, labels).square().mean().item<float>(), loss.item<float>());
     }
 }

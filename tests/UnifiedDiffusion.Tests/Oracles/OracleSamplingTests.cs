@@ -49,10 +49,10 @@ public sealed class OracleSamplingTests(ITestOutputHelper output)
 
         var start = torch.randn([256, 2], generator: new Generator(5));
         var grid = TimeGrid.Create(1000, 50);
-        var first = ddim.Run(start, grid, new Generator(6));
-        var second = ddim.Run(start, grid, new Generator(7));
+        var first = ddim.Run(start, grid, new SamplingContext { Generator = new Generator(6) });
+        var second = ddim.Run(start, grid, new SamplingContext { Generator = new Generator(7) });
         Assert.True(first.eq(second).all().item<bool>(), "DDIM gave different outputs for the same start");
-        var eta0 = new Sampler<GaussianPosterior>(Process, oracle, GaussianKernels.DdimEta(Process.Schedule, 0)).Run(start, grid, new Generator(8));
+        var eta0 = new Sampler<GaussianPosterior>(Process, oracle, GaussianKernels.DdimEta(Process.Schedule, 0)).Run(start, grid, new SamplingContext { Generator = new Generator(8) });
         Assert.True(first.eq(eta0).all().item<bool>(), "DDIM-η with η = 0 differs from DDIM");
 
         var x0 = mixture.Sample(500, new Generator(9));
@@ -62,7 +62,7 @@ public sealed class OracleSamplingTests(ITestOutputHelper output)
             using var inner = torch.NewDisposeScope();
             var sampling = TimeGrid.Create(1000, steps);
             var noise = DdimInversion.Invert(Process, oracle, x0, DdimInversion.AscendingGrid(sampling));
-            var back = ddim.Run(noise, sampling, null);
+            var back = ddim.Run(noise, sampling, new SamplingContext());
             double median = (back - x0).pow(2).sum(1).sqrt().median().item<float>();
             medians.Add(median);
             output.WriteLine($"{steps} steps: median round-trip error {median:F5}; std of the inverted noise {noise.std().item<float>():F3}");

@@ -128,7 +128,7 @@ public sealed class FamilyRunTests : IDisposable
         var config = new ExperimentConfig
         {
             Family = "cold", Data = "idx:" + ImageFolder(), UNet = TinyUNet,
-            Cold = new ColdConfig(Degradation: "blur", Steps: 4, KernelSize: 5, BlurStd: 2), Training = Tiny(3),
+            Cold = new ColdConfig(Degradation: "blur", Levels: 4, KernelSize: 5, BlurStd: 2), Training = Tiny(3),
         };
         string run = Path.Combine(_root, "cold");
         var experiment = Experiment.Create(config);

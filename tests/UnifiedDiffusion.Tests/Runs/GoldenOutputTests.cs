@@ -104,11 +104,10 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         var experiment = Train("gaussian", new ExperimentConfig { Data = "gmm8", Network = new MlpConfig(Hidden: 32, Depth: 2, TimeEmbedding: 16), Training = Tiny(4) });
         var model = experiment.Model;
         foreach (var (sampler, eta) in new[] { ("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5), ("analytic-ddpm", 0.0), ("analytic-ddim", 0.0) })
-            Record($"gaussian/{sampler}-eta{eta}", model.Sample(new SamplerRequest(sampler, 5) { Eta = eta }, 16, seed: 1));
+            Record($"gaussian/{sampler}-eta{eta}", model.Sample(new SamplerRequest(sampler, 5) { Eta = eta == 0 ? null : eta }, 16, seed: 1));
         using (var trailing = model.Sample(new SamplerRequest("ddim", 4, "trailing"), 8, seed: 2)) Record("gaussian/ddim-trailing", trailing);
-        var gaussian = (GaussianFamilyModel)model;
-        RecordScalar("gaussian/nll-ddpm", gaussian.NllBitsPerDim(new SamplerRequest("ddpm", 5), 64, 4));
-        RecordScalar("gaussian/nll-analytic-ddpm", gaussian.NllBitsPerDim(new SamplerRequest("analytic-ddpm", 5), 64, 4));
+        RecordScalar("gaussian/nll-ddpm", model.HeldOutBound(new SamplerRequest("ddpm", 5), 64, 4)!.Value.Value);
+        RecordScalar("gaussian/nll-analytic-ddpm", model.HeldOutBound(new SamplerRequest("analytic-ddpm", 5), 64, 4)!.Value.Value);
     }
 
     private void GaussianImages()
@@ -130,7 +129,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         var model = Model();
         var inpainting = model.Inpaint(image, mask, 2, new SamplingOptions());
         Record("gaussian-images/inpaint", model.Sample(new SamplerRequest("ddim", 4), 2, seed: 5, inpainting));
-        RecordScalar("gaussian-images/nll-analytic-ddpm", ((GaussianFamilyModel)Model()).NllBitsPerDim(new SamplerRequest("analytic-ddpm", 3), 8, 6));
+        RecordScalar("gaussian-images/nll-analytic-ddpm", Model().HeldOutBound(new SamplerRequest("analytic-ddpm", 3), 8, 6)!.Value.Value);
     }
 
     private void Cold()
@@ -138,7 +137,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         string images = "idx:" + ImageFolder();
         var blur = (ColdFamilyModel)Train("cold-blur", new ExperimentConfig
         {
-            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "blur", Steps: 4, KernelSize: 5, BlurStd: 2), Training = Tiny(3),
+            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "blur", Levels: 4, KernelSize: 5, BlurStd: 2), Training = Tiny(3),
         }).Model;
         foreach (var sampler in new[] { "improved", "naive", "direct", "degraded" })
         {
@@ -150,7 +149,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
 
         var mask = (ColdFamilyModel)Train("cold-mask", new ExperimentConfig
         {
-            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "mask", Steps: 4, MaskStd: 0.3, RandomCentre: true), Training = Tiny(3),
+            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "mask", Levels: 4, MaskStd: 0.3, RandomCentre: true), Training = Tiny(3),
         }).Model;
         foreach (var sampler in new[] { "improved", "naive" })
         {
@@ -160,10 +159,10 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
 
         var noisy = (ColdFamilyModel)Train("cold-noisy", new ExperimentConfig
         {
-            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "fade", Steps: 4, Sigma: 0.05), Training = Tiny(3),
+            Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Degradation: "fade", Levels: 4, Sigma: 0.05), Training = Tiny(3),
         }).Model;
         foreach (var (sampler, eta) in new[] { ("interpolate", 0.5), ("improved", 0.0), ("naive", 0.0) })
-            Record($"cold-noisy/generate-{sampler}", noisy.Sample(new SamplerRequest(sampler) { Generate = true, Eta = eta }, 2, seed: 4));
+            Record($"cold-noisy/generate-{sampler}", noisy.Sample(new SamplerRequest(sampler) { Generate = true, Eta = eta == 0 ? null : eta }, 2, seed: 4));
     }
 
     private void Tokens(string family)
@@ -173,7 +172,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
             Family = family, Data = "text:" + TextFile(), Transformer = TinyTransformer, Text = new TextConfig(Window: 10), Training = Tiny(3),
         }).Model;
         foreach (var (sampler, order, steps) in new[] { ("improved", "random", 10), ("improved", "confident", 5), ("improved", "random", 3), ("recorrupt", (string?)null, 5), ("data", null, 10) })
-            Record($"{family}/{sampler}-{order}-{steps}", model.Sample(new SamplerRequest(sampler, steps) { Order = order }, 4, seed: 1), tokens: true);
+            Record($"{family}/{sampler}-{order}-{steps}", model.Sample(new SamplerRequest(sampler, steps) { Order = sampler == "improved" ? order : null }, 4, seed: 1), tokens: true);
         Record($"{family}/fixed", model.SampleWithTemplate(new SamplerRequest("improved", 6), 3, seed: 2, "the_______", new SamplingOptions()), tokens: true);
         RecordScalar($"{family}/held-out-bits", model.HeldOutBitsPerToken(16, 3));
     }
@@ -183,10 +182,10 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         var model = (EncodingFamilyModel)Train("encoding-images", new ExperimentConfig
         {
             Family = "encoding", Data = "idx:" + ImageFolder(), UNet = TinyUNet, Latent = new LatentConfig(EncoderWidth: 8, EncoderLayers: 2), Training = Tiny(3),
-            Schedule = new ScheduleConfig(Steps: 100), ClipSample = 1.0,
+            Schedule = new ScheduleConfig(Levels: 100), ClipSample = 1.0,
         }).Model;
         foreach (var (sampler, eta) in new[] { ("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5), ("analytic-ddpm", 0.0), ("analytic-ddim", 0.0) })
-            Record($"encoding-images/{sampler}-eta{eta}", model.Sample(new SamplerRequest(sampler, 4) { Eta = eta }, 2, seed: 1));
+            Record($"encoding-images/{sampler}-eta{eta}", model.Sample(new SamplerRequest(sampler, 4) { Eta = eta == 0 ? null : eta }, 2, seed: 1));
         var prior = model.PriorCheck();
         RecordScalar("encoding-images/prior-variance", prior.Variance);
     }
@@ -196,7 +195,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         var model = Train("encoding-text", new ExperimentConfig
         {
             Family = "encoding", Data = "text:" + TextFile(), Transformer = TinyTransformer, Text = new TextConfig(Window: 10), Latent = new LatentConfig(Width: 4),
-            Schedule = new ScheduleConfig(Steps: 100), Training = Tiny(3),
+            Schedule = new ScheduleConfig(Levels: 100), Training = Tiny(3),
         }).Model;
         foreach (var sampler in new[] { "ddpm", "ddim" })
             Record($"encoding-text/{sampler}", model.Sample(new SamplerRequest(sampler, 5), 3, seed: 1), tokens: true);
@@ -208,7 +207,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         foreach (var sampler in new[] { "ddpm", "ddim", "analytic-ddim" })
         {
             var spec = GaussianFamilyModel.ToSpec(new SamplerRequest(sampler, 5));
-            var gamma = spec.NeedsGamma ? oracle.Gamma(GaussianSampling.Grid(spec, oracle.Process.Steps)) : null;
+            var gamma = spec.NeedsGamma ? oracle.Gamma(GaussianSampling.Grid(spec, oracle.Process.Levels)) : null;
             Record($"oracle/{sampler}", GaussianSampling.Sample(oracle.Process, oracle.Model, gamma, spec, 8, oracle.Mixture.SampleShape, new Generator(5)));
         }
     }

@@ -151,11 +151,11 @@ public sealed class TokenModelTests(ITestOutputHelper output)
         var maskOracle = TokenToys.Oracle((strings, p), mask, 7);
         var data = maskOracle.Sample(4000, new Generator(1));
         double nll = MeanNegativeLogProbability(maskOracle, data);
-        var maskBound = TokenElbo.Mask(new TokenPosteriorModel(new OracleNetwork(maskOracle), mask, 7), mask, data, seed: 2);
+        var maskBound = mask.HeldOutBound(new TokenPosteriorModel(new OracleNetwork(maskOracle), mask, 7), data, seed: 2);
 
         var edit = new EditProcess(3, 7);
         var editOracle = TokenToys.Oracle((strings, p), edit, 7);
-        var editBound = TokenElbo.Edit(new TokenPosteriorModel(new OracleNetwork(editOracle), edit, 7), edit, data, seed: 3);
+        var editBound = edit.HeldOutBound(new TokenPosteriorModel(new OracleNetwork(editOracle), edit, 7), data, seed: 3);
         // q(x_l) = Σ p(x_0) Π_i [x_l,i ≠ x_0,i]/3 over the 4³ strings; KL to uniform 4⁻³.
         double kl = 0;
         for (int code = 0; code < 64; code++)
@@ -172,7 +172,7 @@ public sealed class TokenModelTests(ITestOutputHelper output)
         Assert.True(editBound.NatsPerSequence > nll + kl - 0.06, $"edit bound {editBound.NatsPerSequence:F4} below H + KL {nll + kl:F4}");
         long[][] one = [[TokenToys.First, TokenToys.First + 2, TokenToys.First + 1]];
         var single = new FiniteStringOracle(one, [1.0], edit, 7);
-        var singleBound = TokenElbo.Edit(new TokenPosteriorModel(new OracleNetwork(single), edit, 7), edit, single.Sample(64, new Generator(4)), seed: 5);
+        var singleBound = edit.HeldOutBound(new TokenPosteriorModel(new OracleNetwork(single), edit, 7), single.Sample(64, new Generator(4)), seed: 5);
         Assert.Equal(3 * Math.Log(4.0 / 3), singleBound.NatsPerSequence, 6);
     }
 
@@ -198,24 +198,23 @@ public sealed class TokenModelTests(ITestOutputHelper output)
             Assert.Equal([3L, 16L, (long)vocabulary.Count], logits.shape);
         }
         var model = new TokenPosteriorModel(network, process, vocabulary.Count);
-        var ema = new TextTransformer(vocabulary.Count, 16, new TransformerConfig(Dimension: 32, Layers: 2, Heads: 2, FeedForward: 64, Dropout: 0), 16);
-        var trainer = new Trainer(network, ema, (x0, g) => DenoisingObjective.Loss(process, model, x0, g), data,
+        var trainer = new Trainer(network, (x0, g) => DenoisingObjective.Loss(process, model, x0, g), data,
             new TrainingOptions(Steps: 30, BatchSize: 32, LearningRate: 1e-2, WarmupSteps: 0, Seed: 1), "{}");
         trainer.Run(null);
         double first = trainer.Losses.Take(5).Average(), last = trainer.Losses.TakeLast(5).Average();
         output.WriteLine($"loss {first:F3} → {last:F3}");
         Assert.True(last < 0.8 * first, $"loss did not fall: {first:F3} → {last:F3}");
-        var posterior = model.Predict(process.SamplePrior([2, 16], torch.CPU, null), ForwardProcessExtensions.Levels(16, 2, torch.CPU));
+        var posterior = model.Predict(process.SamplePrior([2, 16], torch.CPU, null), ForwardProcessExtensions.LevelTensor(16, 2, torch.CPU));
         Assert.Equal(0.0, posterior.Probabilities[.., .., Vocabulary.MaskId].sum().item<float>());
         // With a fixed part the network is conditioned on the actual number of masks, not the grid's level,
         // and an unmasked position's marginal is the point mass on its token.
         var partial = data.Sample(2, new Generator(3));
         partial[.., ..10] = Vocabulary.MaskId;
-        var grid = ForwardProcessExtensions.Levels(16, 2, torch.CPU);
-        Assert.Equal([10L, 10L], model.ConditioningLevel(partial, grid).data<long>().ToArray());
+        var grid = ForwardProcessExtensions.LevelTensor(16, 2, torch.CPU);
+        Assert.Equal([10L, 10L], process.ConditioningLevel(partial, grid).data<long>().ToArray());
         var carried = model.Predict(partial, grid).Probabilities.gather(2, partial.unsqueeze(2)).squeeze(2)[.., 10..];
         Assert.True(carried.eq(1).all().item<bool>());
-        var samples = new Sampler<CategoricalPosterior>(process, model, new MaskImproveKernel(FillOrder.Confident))
+        var samples = new Sampler<CategoricalPosterior>(process, model, process.ImprovedKernel(confident: true))
             .Sample([4, 16], TimeGrid.Create(16, 4, TimeSpacing.Trailing), torch.CPU, new Generator(2));
         Assert.False(samples.eq(Vocabulary.MaskId).any().item<bool>());
     }

@@ -57,15 +57,8 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         return tv;
     }
 
-    private static IReverseKernel<CategoricalPosterior> ReCorrupt { get; } = new ReCorruptAdapter();
-
-    /// <summary>The core re-corrupt kernel, seen through the categorical posterior.</summary>
-    private sealed class ReCorruptAdapter : IReverseKernel<CategoricalPosterior>
-    {
-        private readonly ReCorruptKernel _kernel = new();
-        public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, CategoricalPosterior posterior, Generator? generator) =>
-            _kernel.Step(process, xt, step, posterior, generator);
-    }
+    /// <summary>The core re-corrupt kernel, a kernel over any posterior (so over the categorical one).</summary>
+    private static IReverseKernel<CategoricalPosterior> ReCorrupt { get; } = new ReCorruptKernel();
 
     [Fact]
     public void ImprovedMaskSamplerIsExactAndReCorruptIsNot()
@@ -73,7 +66,7 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         var process = new MaskProcess(3);
         var oracle = TokenToys.Oracle(TokenToys.Small(), process, 7);
         double bound = 3 * oracle.ExpectedSamplingTotalVariation(Draws);
-        double improved = Run(process, oracle, new MaskImproveKernel(FillOrder.Random), 1, "improved mask");
+        double improved = Run(process, oracle, process.ImprovedKernel(confident: false), 1, "improved mask");
         double baseline = Run(process, oracle, ReCorrupt, 2, "re-corrupt mask");
         Assert.True(improved <= bound, $"improved mask TV {improved:F4} > {bound:F4}");
         Assert.True(baseline > 0.05 && baseline > 3 * bound, $"re-corrupt mask TV {baseline:F4} is not clearly worse (needs > 0.05 and > {3 * bound:F4})");
@@ -87,7 +80,7 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         var oracle = TokenToys.Oracle((strings, p), plain, 7);
         var process = plain.WithExactPrior(oracle);
         double bound = 3 * oracle.ExpectedSamplingTotalVariation(Draws);
-        double improved = Run(process, oracle, new EditImproveKernel(), 3, "improved edit");
+        double improved = Run(process, oracle, process.ImprovedKernel(confident: false), 3, "improved edit");
         double baseline = Run(process, oracle, ReCorrupt, 4, "re-corrupt edit");
         Assert.True(improved <= bound, $"improved edit TV {improved:F4} > {bound:F4}");
         Assert.True(baseline > 0.05 && baseline > 3 * bound, $"re-corrupt edit TV {baseline:F4} is not clearly worse (needs > 0.05 and > {3 * bound:F4})");
@@ -100,10 +93,10 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         var mask = new MaskProcess(4);
         var maskOracle = TokenToys.Oracle(data, mask, 9);
         double bound = 3 * maskOracle.ExpectedSamplingTotalVariation(Draws);
-        double maskTv = Run(mask, maskOracle, new MaskImproveKernel(), 5, "improved mask, 300 strings");
+        double maskTv = Run(mask, maskOracle, mask.ImprovedKernel(confident: false), 5, "improved mask, 300 strings");
         var edit = new EditProcess(4, 9);
         var editOracle = TokenToys.Oracle(data, edit, 9);
-        double editTv = Run(edit.WithExactPrior(editOracle), editOracle, new EditImproveKernel(), 6, "improved edit, 300 strings");
+        double editTv = Run(edit.WithExactPrior(editOracle), editOracle, edit.ImprovedKernel(confident: false), 6, "improved edit, 300 strings");
         Assert.True(maskTv <= bound, $"mask TV {maskTv:F4} > {bound:F4}");
         Assert.True(editTv <= bound, $"edit TV {editTv:F4} > {bound:F4}");
     }
@@ -118,7 +111,7 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         var known = torch.tensor(new long[] { 4, Vocabulary.MaskId, Vocabulary.MaskId }).unsqueeze(0).expand(4000, 3).contiguous();
         var fixedMask = torch.tensor(new[] { true, false, false }).unsqueeze(0).expand(4000, 3).contiguous();
         var levels = new List<long>();
-        var sampler = new Sampler<CategoricalPosterior>(process, oracle, new MaskImproveKernel());
+        var sampler = new Sampler<CategoricalPosterior>(process, oracle, process.ImprovedKernel(confident: false));
         var x = sampler.Sample([4000, 3], TimeGrid.Create(2, 2), torch.CPU, new Generator(8), new SamplingOptions
         {
             Fixed = new FixedPart(known, fixedMask),
@@ -148,12 +141,12 @@ public sealed class TokenOracleTests(ITestOutputHelper output)
         var template = TokenTemplate.Parse("B__", Vocabulary.Build(["ABCD"]), 3); // ids A = 3 … D = 6, as the toy
         var fixedPart = template.ToFixedPart(2000);
         var xt = torch.tensor(new long[] { 4, 3, 3 }).unsqueeze(0).expand(2000, 3).contiguous();
-        var t = ForwardProcessExtensions.Levels(2, 2000, torch.CPU);
+        var t = ForwardProcessExtensions.LevelTensor(2, 2000, torch.CPU);
         var step = new ReverseStep(2, 1, 0, [2, 1, 0]);
-        var kernel = new EditImproveKernel();
-        var free = kernel.Step(process, xt, step, oracle.Predict(xt, t), new Generator(1));
+        var kernel = process.ImprovedKernel(confident: false);
+        var free = kernel.Step(process, xt, step, oracle.Predict(xt, t), new SamplingContext { Generator = new Generator(1) });
         Assert.True(free[.., 0].ne(4).any().item<bool>(), "the unconstrained oracle never repaired position 0");
-        var constrained = kernel.Step(process, xt, step, new ConstrainedPosteriorModel(oracle, fixedPart).Predict(xt, t), new Generator(1));
+        var constrained = kernel.Step(process, xt, step, new ConstrainedPosteriorModel(oracle, fixedPart).Predict(xt, t), new SamplingContext { Generator = new Generator(1) });
         Assert.True(constrained[.., 0].eq(4).all().item<bool>());
         Assert.True(constrained.ne(xt).sum(1).eq(1).all().item<bool>());
     }

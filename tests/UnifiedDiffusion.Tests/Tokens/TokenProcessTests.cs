@@ -87,7 +87,7 @@ public sealed class TokenProcessTests
         var posterior = new CategoricalPosterior(nn.functional.one_hot(x0, V).to(ScalarType.Float32));
         foreach (var order in new[] { FillOrder.Random, FillOrder.Confident })
         {
-            var xs = new MaskImproveKernel(order).Step(process, xt, new ReverseStep(9, 4, 0, [9, 4, 0]), posterior, new Generator(2));
+            var xs = new MaskFillKernel(process, order).Step(process, xt, new ReverseStep(9, 4, 0, [9, 4, 0]), posterior, new SamplingContext { Generator = new Generator(2) });
             Assert.True(process.LevelOf(xs).eq(4).all().item<bool>());
             Assert.True((xs.eq(x0) | xs.eq(Vocabulary.MaskId)).all().item<bool>());
             Assert.True((xt.ne(Vocabulary.MaskId) & xs.ne(xt)).any().item<bool>() == false);
@@ -104,7 +104,7 @@ public sealed class TokenProcessTests
         var posterior = new CategoricalPosterior(nn.functional.one_hot(x0, V).to(ScalarType.Float32));
         foreach (bool greedy in new[] { false, true })
         {
-            var xs = new EditImproveKernel(greedy).Step(process, xt, new ReverseStep(6, 2, 0, [6, 2, 0]), posterior, new Generator(3));
+            var xs = new EditRepairKernel(process, greedy).Step(process, xt, new ReverseStep(6, 2, 0, [6, 2, 0]), posterior, new SamplingContext { Generator = new Generator(3) });
             // A perfect posterior puts w = 1 on exactly the 6 changed positions: 4 of them are repaired to x_0.
             Assert.True(xs.ne(xt).sum(1).eq(4).all().item<bool>());
             Assert.True(xs.ne(x0).sum(1).eq(2).all().item<bool>());
@@ -131,7 +131,7 @@ public sealed class TokenProcessTests
         using var counting = new CachingPosteriorModel(oracle, levelFromInput: true);
         var known = torch.tensor(new long[] { 4, 0, 0 }).unsqueeze(0).expand(8, 3).contiguous();
         var mask = torch.tensor(new[] { true, false, false }).unsqueeze(0).expand(8, 3).contiguous();
-        var sampler = new Sampler<CategoricalPosterior>(process, counting, new MaskImproveKernel());
+        var sampler = new Sampler<CategoricalPosterior>(process, counting, process.ImprovedKernel(confident: false));
         var options = new SamplingOptions { Fixed = new FixedPart(known, mask) };
         var samples = sampler.Sample([8, 3], TimeGrid.Create(3, 3), torch.CPU, new Generator(1), options);
         Assert.Equal((2, 1, 9L, 15L), (counting.Evaluations, counting.Saved, counting.RowEvaluations, counting.RowsSaved));

@@ -17,13 +17,13 @@ public sealed class LeakTests(ITestOutputHelper output)
         var experiment = Experiment.Create(TrainingTests.Small(0, hidden: 16));
         var trainer = experiment.CreateTrainer(experiment.Config.Training with { Steps = 20 });
         trainer.Run(null); // warm-up: optimizer state, schedule tables
-        using (experiment.Sample(new GaussianSamplerSpec(GaussianSamplerKind.AnalyticDdpm, 5), 64, 0)) { }
+        using (experiment.Model.Sample(new SamplerRequest("analytic-ddpm", 5), 64, 0)) { }
 
         long before = LiveCount();
         trainer.Options = trainer.Options with { Steps = 220 };
         trainer.Run(null);
-        foreach (var kind in Enum.GetValues<GaussianSamplerKind>())
-            using (experiment.Sample(new GaussianSamplerSpec(kind, 20), 64, 1)) { }
+        foreach (var kind in GaussianSamplers.Registry.Names)
+            using (experiment.Model.Sample(new SamplerRequest(kind, 20), 64, 1)) { }
         long after = LiveCount();
         output.WriteLine($"live tensors before {before}, after {after}");
         Assert.True(after - before <= 0, $"{after - before} tensors leaked over 200 training steps and 4 samplers");

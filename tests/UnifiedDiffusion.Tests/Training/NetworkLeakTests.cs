@@ -30,24 +30,23 @@ public sealed class NetworkLeakTests(ITestOutputHelper output)
     {
         long[] shape = [1, 8, 8];
         var config = new UNetConfig(BaseChannels: 8, ChannelMultipliers: [1, 2], TimeEmbedding: 16);
-        var process = new GaussianProcess(NoiseSchedule.Create(new ScheduleConfig(Steps: 100)));
+        var process = new GaussianProcess(NoiseSchedule.Create(new ScheduleConfig(Levels: 100)));
         var network = new UNet(config);
-        var ema = new UNet(config);
-        var training = new GaussianPosteriorModel(process, network, PredictionType.Epsilon, 1.0);
-        var model = new GaussianPosteriorModel(process, ema, PredictionType.Epsilon, 1.0);
+        var model = new GaussianPosteriorModel(process, network, PredictionType.Epsilon, 1.0);
         var data = new RandomImages(shape);
-        var trainer = new Trainer(network, ema, (x0, g) => DenoisingObjective.Loss(process, training, x0, g), data,
+        var trainer = new Trainer(network, (x0, g) => DenoisingObjective.Loss(process, model, x0, g), data,
             new TrainingOptions(Steps: 0, BatchSize: 4, WarmupSteps: 0), "leak-test");
-        var gamma = new GammaTable(process.Steps);
-        Tensor Sample(GaussianSamplerKind kind, long seed) =>
+        var gamma = new GammaTable(process.Levels);
+        Tensor Sample(string kind, long seed) =>
             GaussianSampling.Sample(process, model, gamma, new GaussianSamplerSpec(kind, 5), 4, shape, new Generator((ulong)seed));
-        gamma.Estimate(model, process, data, GaussianSampling.Grid(new GaussianSamplerSpec(GaussianSamplerKind.AnalyticDdim, 5), process.Steps), 8, seed: 1);
+        gamma.Estimate(model, process, data, GaussianSampling.Grid(new GaussianSamplerSpec("analytic-ddim", 5), process.Levels), 8, seed: 1);
         Train(trainer, 2); // warm-up: optimizer state, schedule tables
-        foreach (var kind in Enum.GetValues<GaussianSamplerKind>()) using (Sample(kind, 0)) { }
+        var kinds = GaussianSamplers.Registry.Names.ToList();
+        foreach (var kind in kinds) using (Sample(kind, 0)) { }
 
         long before = LiveCount();
         Train(trainer, 10);
-        foreach (var kind in Enum.GetValues<GaussianSamplerKind>()) using (Sample(kind, 1)) { }
+        foreach (var kind in kinds) using (Sample(kind, 1)) { }
         long after = LiveCount();
         output.WriteLine($"live tensors before {before}, after {after}");
         Assert.True(after - before <= 0, $"{after - before} tensors leaked over 10 UNet training steps and 4 samplers");
@@ -61,19 +60,17 @@ public sealed class NetworkLeakTests(ITestOutputHelper output)
         var mask = new MaskProcess(length);
         var edit = new EditProcess(length, vocab);
         var network = new TextTransformer(vocab, length, config, length);
-        var ema = new TextTransformer(vocab, length, config, length);
         var editNetwork = new TextTransformer(vocab, length, config, length);
         editNetwork.eval();
-        var training = new TokenPosteriorModel(network, mask, vocab);
-        var maskModel = new TokenPosteriorModel(ema, mask, vocab);
+        var maskModel = new TokenPosteriorModel(network, mask, vocab);
         var editModel = new TokenPosteriorModel(editNetwork, edit, vocab);
-        var trainer = new Trainer(network, ema, (x0, g) => DenoisingObjective.Loss(mask, training, x0, g), new RandomTokens(length, vocab),
+        var trainer = new Trainer(network, (x0, g) => DenoisingObjective.Loss(mask, maskModel, x0, g), new RandomTokens(length, vocab),
             new TrainingOptions(Steps: 0, BatchSize: 8, WarmupSteps: 0), "leak-test");
         Tensor Sample(bool isMask, long seed)
         {
             // As TokenFamilyModel.Sample: the caching posterior model around the improved kernels.
             using var cached = new CachingPosteriorModel(isMask ? maskModel : editModel, levelFromInput: isMask);
-            IReverseKernel<CategoricalPosterior> kernel = isMask ? new MaskImproveKernel() : new EditImproveKernel();
+            var kernel = isMask ? mask.ImprovedKernel(confident: false) : edit.ImprovedKernel(confident: false);
             var sampler = new Sampler<CategoricalPosterior>(isMask ? mask : edit, cached, kernel);
             return sampler.Sample([5, length], TimeGrid.Parse("trailing", length, length), torch.CPU, new Generator((ulong)seed));
         }

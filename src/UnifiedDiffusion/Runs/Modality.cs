@@ -1,0 +1,256 @@
+using System.Globalization;
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Data;
+using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Output;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Runs;
+
+/// <summary>
+/// What depends on the data rather than on the family: the denoiser network a continuous family
+/// uses, how samples are written and judged, which part of a sample can be held fixed, how many
+/// samples run at once, and the held-out data of likelihood bounds. Families compose with one.
+/// </summary>
+public abstract class Modality
+{
+    private protected Modality(OpenedData data, Device device)
+    {
+        Data = data;
+        Device = device;
+    }
+
+    /// <summary>The training and held-out data.</summary>
+    public OpenedData Data { get; }
+
+    /// <summary>The device samples live on.</summary>
+    public Device Device { get; }
+
+    /// <summary>What a sample is: points, images or text.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The default file extension of <see cref="Write"/>.</summary>
+    public abstract string SampleExtension { get; }
+
+    /// <summary>The largest batch sampled at once (<see cref="SamplingOptions.MaxBatch"/>), or null for no limit.</summary>
+    public virtual int? SamplingBatch => null;
+
+    /// <summary>True for 8-bit data scaled to [−1, 1] (pixels), whose likelihood uses the 256-bin discretized decoder.</summary>
+    public virtual bool EightBitLevels => false;
+
+    /// <summary>The modality of a data set.</summary>
+    public static Modality For(OpenedData data, Device device) => data.Kind switch
+    {
+        DataKind.Vectors => new PointModality(data, device),
+        DataKind.Images => new ImageModality(data, device),
+        _ => new TextModality(data, device),
+    };
+
+    /// <summary>The denoiser network (x_t, t) → output of a continuous family: an MLP for points, a UNet for images.</summary>
+    public virtual nn.Module<Tensor, Tensor, Tensor> Denoiser(ExperimentConfig config) =>
+        throw new UdmException($"the {config.Family} family works on points or images, not on the {Name} set {Data.Train.Name}; use the mask or edit family.") { Subject = "family" };
+
+    /// <summary>Writes samples for a person to look at (a PNG, a CSV or a text file).</summary>
+    public abstract void Write(string path, Tensor samples, string title);
+
+    /// <summary>Metrics of generated samples against the data (snake_case names, as in --json).</summary>
+    public abstract Dictionary<string, double> Judge(Tensor samples, long seed);
+
+    /// <summary>
+    /// The fixed part that keeps the pixels of <paramref name="imagePath"/> where the mask PNG is
+    /// white (inpainting); only images have pixels.
+    /// </summary>
+    public virtual FixedPart Inpainting(string imagePath, string maskPath, int count) =>
+        throw new UdmException($"inpainting keeps pixels of an image; {Data.Train.Name} holds {Name}, not images.") { Subject = "inpaint" };
+
+    /// <summary>
+    /// Held-out data for likelihood bounds: the first <paramref name="count"/> held-out samples, or the
+    /// generator itself for generated data. Dispose it if it is <see cref="IDisposable"/>.
+    /// </summary>
+    public abstract IDataSource HeldOutData(int count);
+}
+
+/// <summary>Low-dimensional points (the toy sets): an MLP, scatter plots or CSV, sliced W2 and the mixture's log-density.</summary>
+public sealed class PointModality : Modality
+{
+    internal PointModality(OpenedData data, Device device) : base(data, device) { }
+
+    /// <inheritdoc />
+    public override string Name => "points";
+
+    /// <inheritdoc />
+    public override string SampleExtension => ".png";
+
+    /// <inheritdoc />
+    public override nn.Module<Tensor, Tensor, Tensor> Denoiser(ExperimentConfig config) => new MlpDenoiser((int)Data.Train.SampleShape[0], config.Network);
+
+    /// <inheritdoc />
+    /// <remarks>.png: a scatter plot; .csv: one point per row.</remarks>
+    public override void Write(string path, Tensor samples, string title)
+    {
+        string extension = Path.GetExtension(path).ToLowerInvariant();
+        if (extension == ".csv")
+        {
+            var rows = samples.to(ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])
+                .Select(row => string.Join(',', row.Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
+            AtomicFile.WriteAllText(path, string.Join('\n', rows) + "\n");
+        }
+        else if (extension == ".png") Plots.ScatterGrid(path, [(title, samples)]);
+        else throw new UdmException($"{path}: points are written as .png or .csv (a scatter plot, or one point per row).") { Subject = "out" };
+    }
+
+    /// <inheritdoc />
+    public override Dictionary<string, double> Judge(Tensor samples, long seed)
+    {
+        var (w2, logDensity) = Evaluation.Measure(samples, Data.Train, seed);
+        var metrics = new Dictionary<string, double> { ["sliced_w2"] = w2 };
+        if (logDensity is { } l) metrics["log_density"] = l;
+        return metrics;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Toy data is generated, so every draw is fresh.</remarks>
+    public override IDataSource HeldOutData(int count) => Data.Train;
+}
+
+/// <summary>
+/// Images [C, H, W] in [−1, 1]: a UNet, PNG grids, classifier-FID and class coverage (and SSIM and
+/// RMSE for restorations), inpainting, and sampling in chunks of 500.
+/// </summary>
+public sealed class ImageModality : Modality
+{
+    internal ImageModality(OpenedData data, Device device) : base(data, device) { }
+
+    /// <summary>The training images.</summary>
+    public ImageDataset Train => (ImageDataset)Data.Train;
+
+    /// <summary>The held-out images.</summary>
+    public ImageDataset Test => (ImageDataset)Data.Test;
+
+    /// <inheritdoc />
+    public override string Name => "images";
+
+    /// <inheritdoc />
+    public override string SampleExtension => ".png";
+
+    /// <inheritdoc />
+    /// <remarks>Image networks would otherwise hold the activations of thousands of images at once.</remarks>
+    public override int? SamplingBatch => 500;
+
+    /// <inheritdoc />
+    public override bool EightBitLevels => true;
+
+    /// <summary>The metric classifier and reference features of this data set.</summary>
+    public ImageJudge Judge() => ImageJudge.For(Train, Test);
+
+    /// <inheritdoc />
+    public override nn.Module<Tensor, Tensor, Tensor> Denoiser(ExperimentConfig config) => new UNet(UNetConfig(config));
+
+    /// <summary>The UNet config with the data's channel count (and class count when conditional).</summary>
+    public UNetConfig UNetConfig(ExperimentConfig config)
+    {
+        var unet = (config.UNet ?? new UNetConfig()) with { InChannels = (int)Train.SampleShape[0] };
+        if (unet.ClassCount > 0 && unet.ClassCount != Train.ClassCount)
+            throw new UdmException($"unet.classCount is {unet.ClassCount} but {Train.Name} has {Train.ClassCount} classes; set it to {Train.ClassCount} (or 0 for unconditional).") { Subject = "unet.classCount" };
+        unet.Validate();
+        return unet;
+    }
+
+    /// <inheritdoc />
+    public override void Write(string path, Tensor samples, string title)
+    {
+        RequirePng(path);
+        ImageGrid.Save(path, samples);
+    }
+
+    /// <summary>
+    /// Writes a restoration sheet: rows of 8 originals, their degraded versions and the restorations,
+    /// repeated, so that each column shows one image's journey.
+    /// </summary>
+    public static void WriteSheet(string path, Tensor originals, Tensor degraded, Tensor restored)
+    {
+        RequirePng(path);
+        using var scope = torch.NewDisposeScope();
+        long n = originals.shape[0];
+        var rows = new List<Tensor>();
+        for (long start = 0; start < n; start += 8)
+        {
+            long width = Math.Min(8, n - start);
+            foreach (var t in new[] { originals, degraded, restored })
+            {
+                var row = t.narrow(0, start, width);
+                if (width < 8) row = torch.cat([row, torch.zeros([8 - width, .. t.shape[1..]], device: t.device)], 0);
+                rows.Add(row);
+            }
+        }
+        ImageGrid.Save(path, torch.cat(rows, 0).cpu(), columns: 8);
+    }
+
+    private static void RequirePng(string path)
+    {
+        if (!Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
+            throw new UdmException($"{path}: image samples are written as a .png grid.") { Subject = "out" };
+    }
+
+    /// <inheritdoc />
+    public override Dictionary<string, double> Judge(Tensor samples, long seed) => Judge().Generation(samples);
+
+    /// <summary>Restoration metrics: the generation metrics of the restorations, and SSIM and RMSE against the originals.</summary>
+    public Dictionary<string, double> JudgeRestoration(Tensor restored, Tensor originals) => Judge().Restoration(restored, originals);
+
+    /// <inheritdoc />
+    public override FixedPart Inpainting(string imagePath, string maskPath, int count)
+    {
+        var shape = Train.SampleShape;
+        using var scope = torch.NewDisposeScope();
+        var image = ImageGrid.Load(imagePath, (int)shape[0]);
+        if (image.shape[2] != shape[1] || image.shape[3] != shape[2])
+            throw new UdmException($"{imagePath} is {image.shape[3]}×{image.shape[2]} pixels; this model makes {shape[2]}×{shape[1]} images.") { Subject = "inpaint" };
+        var mask = ImageGrid.LoadMask(maskPath, (int)shape[1], (int)shape[2]);
+        var known = image.to(Device).expand(count, -1, -1, -1).contiguous();
+        var keep = mask.to(Device).expand(count, shape[0], -1, -1).contiguous();
+        return new FixedPart(known.MoveToOuterDisposeScope(), keep.MoveToOuterDisposeScope());
+    }
+
+    /// <inheritdoc />
+    public override IDataSource HeldOutData(int count) => Test.Take(count);
+}
+
+/// <summary>Fixed-length token sequences: text files, n-gram perplexity, distinct-n and the copy rate.</summary>
+public sealed class TextModality : Modality
+{
+    private readonly TextJudge _judge;
+
+    internal TextModality(OpenedData data, Device device) : base(data, device) => _judge = new TextJudge(Train);
+
+    /// <summary>The training sequences.</summary>
+    public TokenDataset Train => (TokenDataset)Data.Train;
+
+    /// <summary>The held-out sequences.</summary>
+    public TokenDataset Test => (TokenDataset)Data.Test;
+
+    /// <inheritdoc />
+    public override string Name => "text";
+
+    /// <inheritdoc />
+    public override string SampleExtension => ".txt";
+
+    /// <inheritdoc />
+    public override void Write(string path, Tensor samples, string title) => _judge.Write(path, samples, title);
+
+    /// <inheritdoc />
+    public override Dictionary<string, double> Judge(Tensor samples, long seed) => _judge.Quality(_judge.Decode(samples));
+
+    /// <summary>Decodes sequences to strings ([PAD] removed).</summary>
+    public IReadOnlyList<string> Decode(Tensor sequences) => _judge.Decode(sequences);
+
+    /// <summary>A text formatted for reading: poems split into their lines.</summary>
+    public string Format(string text) => _judge.Format(text);
+
+    /// <inheritdoc />
+    public override IDataSource HeldOutData(int count) => Test;
+
+    /// <summary>The first <paramref name="count"/> held-out sequences, in order, on the device.</summary>
+    public Tensor HeldOutSequences(int count) => Test.Sequences.narrow(0, 0, Math.Min(count, (int)Test.Sequences.shape[0])).to(Device);
+}
