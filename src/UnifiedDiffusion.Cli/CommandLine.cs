@@ -44,7 +44,8 @@ internal static class CommandLine
     /// <summary>The command-line flag of a library setting, as a message prefix; the library itself never names flags.</summary>
     private static string Flag(string? subject) => subject switch
     {
-        "steps" or "eta" or "gamma" or "order" or "guidance" or "label" or "generate" or "sampler" or "count" or "inpaint" or "fix" or "nll" or "out" or "seed" => $"--{subject}: ",
+        "steps" or "eta" or "gamma" or "order" or "guidance" or "label" or "generate" or "sampler" or "count" or "inpaint" or "fix" or "nll"
+            or "out" or "seed" or "device" or "oracle" or "resume" => $"--{subject}: ",
         "analyticClip" => "--analytic-clip: ",
         "priorNoise" => "--prior-noise: ",
         "learningRate" => "--lr: ",

@@ -54,7 +54,7 @@ public static class Checkpoint
         catch (IOException e) { throw new UdmException($"cannot read checkpoint {path}: {e.Message}", e); }
         string bad = $"checkpoint {path} is corrupt or truncated; restore it from a copy or retrain with `udm train`.";
         if (bytes.Length < Magic.Length + 4 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new UdmException($"{path} is not a UnifiedDiffusion checkpoint (bad header); point --run at a folder written by `udm train`.");
+            throw new UdmException($"{path} is not a UnifiedDiffusion checkpoint (bad header); give the folder that `udm train` wrote.");
         int headerLength = BitConverter.ToInt32(bytes, Magic.Length);
         int offset = Magic.Length + 4;
         if (headerLength <= 0 || (long)offset + headerLength > bytes.Length) throw new UdmException(bad);

@@ -22,7 +22,7 @@ public static class TimeGrid
     {
         if (levels < 1) throw new UdmException($"the process has {levels} levels; it needs at least 1.");
         if (steps < 1 || steps > levels)
-            throw new UdmException($"--steps {steps} is out of range: use 1..{levels} for a process with T = {levels}.");
+            throw new UdmException($"the step count {steps} is out of range: use 1..{levels} for a process with T = {levels}.") { Subject = "steps" };
         var set = new SortedSet<int>();
         for (int i = 0; i < steps; i++)
         {

@@ -274,7 +274,12 @@ public sealed class Trainer
             var loss = _loss(x0, labels, _generator);
             float value = loss.item<float>();
             if (!float.IsFinite(value))
-                throw new UdmException($"the loss became {value} at step {Step + 1}; nothing was saved, so the last good checkpoint is intact. Lower the learning rate (--lr) or the gradient clip, then --resume.");
+            {
+                string kept = runDir is not null && File.Exists(Path.Combine(runDir, Checkpoint.FileName))
+                    ? "nothing was saved, so the last checkpoint is intact; lower the learning rate or the gradient clip, then resume"
+                    : "no checkpoint had been written yet; lower the learning rate or the gradient clip and train again";
+                throw new UdmException($"the loss became {value} at step {Step + 1}; {kept}.") { Subject = "learningRate" };
+            }
             loss.backward();
             if (Options.GradClip > 0) nn.utils.clip_grad_norm_(parameters, Options.GradClip);
             _optimizer.step();

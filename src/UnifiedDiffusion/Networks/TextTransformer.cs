@@ -17,7 +17,7 @@ public sealed record TransformerConfig(int Dimension = 256, int Layers = 4, int 
     public void Validate()
     {
         if (Dimension < 1 || Heads < 1 || Dimension % Heads != 0)
-            throw new UdmException($"the Transformer width {Dimension} must be a positive multiple of its {Heads} heads; change --dim or --heads.");
+            throw new UdmException($"the Transformer width {Dimension} must be a positive multiple of its {Heads} heads; change transformer.dimension or transformer.heads.");
         if (Layers < 1 || FeedForward < 1) throw new UdmException($"the Transformer needs at least 1 layer and a positive MLP width (got {Layers}, {FeedForward}).");
         if (Dropout < 0 || Dropout >= 1) throw new UdmException($"dropout must lie in [0, 1), got {Dropout}.");
     }

@@ -60,7 +60,7 @@ public static class Evaluation
         public Oracle(string dataName, ScheduleConfig? schedule = null)
         {
             Mixture = ToyData.Create(dataName) as GaussianMixture
-                ?? throw new UdmException($"--oracle needs a Gaussian mixture with a closed-form posterior: use gmm8 or gmm25, not {dataName}.");
+                ?? throw new UdmException($"the exact denoiser needs a Gaussian mixture with a closed-form posterior: use gmm8 or gmm25, not {dataName}.") { Subject = "oracle" };
             Process = new GaussianProcess(NoiseSchedule.Create(schedule ?? new ScheduleConfig()));
             Model = new MixtureOracle(Mixture, Process);
             _gamma = new GammaTable(Process.Levels);

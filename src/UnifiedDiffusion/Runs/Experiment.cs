@@ -126,9 +126,9 @@ public sealed class Experiment
         string checkpointPath = Path.Combine(runDir, Checkpoint.FileName);
         bool hasCheckpoint = File.Exists(checkpointPath);
         if (hasCheckpoint && !resume)
-            throw new UdmException($"{runDir} already holds a checkpoint; pass --resume to continue it, or choose another --out folder.");
+            throw new UdmException($"{runDir} already holds a checkpoint; resume it, or train into another folder.") { Subject = "resume" };
         if (resume && !hasCheckpoint)
-            throw new UdmException($"--resume: no checkpoint in {runDir}; train without --resume first.");
+            throw new UdmException($"there is no checkpoint in {runDir} to resume; train without resuming first.") { Subject = "resume" };
         Directory.CreateDirectory(runDir);
         var trainer = CreateTrainer(Config.Training);
         if (resume) trainer.Restore(Checkpoint.Load(checkpointPath));
@@ -163,7 +163,7 @@ public sealed class Experiment
     {
         "cpu" => torch.CPU,
         "cuda" when torch.cuda.is_available() => torch.CUDA,
-        "cuda" => throw new UdmException("device \"cuda\" is not available on this machine (no CUDA libtorch); use --device cpu."),
-        _ => throw new UdmException($"unknown device \"{name}\": use cpu or cuda."),
+        "cuda" => throw new UdmException("device \"cuda\" is not available on this machine (no CUDA libtorch); use the cpu device.") { Subject = "device" },
+        _ => throw new UdmException($"unknown device \"{name}\": use cpu or cuda.") { Subject = "device" },
     };
 }

@@ -52,7 +52,7 @@ internal sealed class TextJudge(TokenDataset train)
     /// <summary>Writes samples as a text file, one formatted sample per line under a title.</summary>
     public void Write(string path, Tensor samples, string title)
     {
-        if (!Path.GetExtension(path).Equals(".txt", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"--out {path}: text samples are written as a .txt file.");
+        if (!Path.GetExtension(path).Equals(".txt", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"{path}: text samples are written as a .txt file.") { Subject = "out" };
         AtomicFile.WriteAllText(path, $"# {title}\n" + string.Join("\n", Decode(samples).Select(Format)) + "\n");
     }
 }

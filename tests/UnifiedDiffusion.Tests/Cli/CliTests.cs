@@ -1,5 +1,6 @@
 using UnifiedDiffusion.Cli;
 using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
 using UnifiedDiffusion.Runs;
 using UnifiedDiffusion.Tests.Training;
 using Xunit;
@@ -57,6 +58,29 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void AnOptionTheSamplerDoesNotTakeIsAnErrorNamingTheFlagAndTheSamplersThatTakeIt()
+    {
+        // Once silently ignored: η with ddpm, Γ with ddim, generation on a Gaussian run.
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddpm", "--eta", "0.5"), "--eta: η does not apply to the ddpm sampler of the gaussian family; it applies to ddim, analytic-ddim");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--gamma", "residual"), "--gamma: the Γ estimator does not apply to the ddim sampler");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--generate"), "--generate: generation from the prior does not apply");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--order", "confident"), "no gaussian sampler takes it");
+        // Help and listings derive from the registries.
+        var help = new StringWriter();
+        lock (ConsoleLock.Gate)
+        {
+            var stdout = Console.Out;
+            Console.SetOut(help);
+            try { CommandLine.Run(["sample", "--help"], help, new StringWriter()); }
+            finally { Console.SetOut(stdout); }
+        }
+        Assert.Contains("tacos (alias improved", help.ToString().Replace("\n", " "));
+        Assert.Contains("fill (alias improved, order)", help.ToString().Replace("\n", " "));
+        // The library names the value; the CLI adds the flag.
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--steps", "5000"), "--steps: the step count 5000 is out of range");
+    }
+
+    [Fact]
     public void BadConfigFilesGiveOneLineErrors()
     {
         string nulls = Path.Combine(_root, "nulls.json"), zero = Path.Combine(_root, "zero.json"), typo = Path.Combine(_root, "typo.json");
@@ -90,6 +114,23 @@ public sealed class CliTests : IDisposable
 
         File.WriteAllText(Path.Combine(run, Experiment.Files.Config), TrainingTests.Small(3).ToJson());
         AssertOneLineError(Run("sample", "--run", run, "--out", Path.Combine(_root, "x.gif")), ".png or .csv");
+    }
+
+    [Fact]
+    public void EvalAllRunsEverySamplerOfTheRegistry()
+    {
+        var output = new StringWriter();
+        var stdout = Console.Out;
+        int code;
+        lock (ConsoleLock.Gate)
+        {
+            Console.SetOut(output);
+            try { code = CommandLine.Run(["eval", "--oracle", "gmm8", "--sampler", "all", "--steps", "5", "--count", "200", "--json"], output, new StringWriter()); }
+            finally { Console.SetOut(stdout); }
+        }
+        Assert.Equal(0, code);
+        using var doc = System.Text.Json.JsonDocument.Parse(output.ToString());
+        Assert.Equal(GaussianSamplers.Registry.Names, doc.RootElement.EnumerateArray().Select(row => row.GetProperty("sampler").GetString()));
     }
 
     [Fact]

@@ -10,6 +10,7 @@ namespace UnifiedDiffusion.Tests.Networks;
 /// against finite differences) for the channel counts where libtorch 2.10's float32 oneDNN kernels
 /// were wrong on an AVX-512 AMD EPYC: 20/24/40 input channels, 1/8/24 output channels.
 /// </summary>
+[Collection(nameof(UnifiedDiffusion.Tests.Runs.GoldenOutputCollection))] // alone: it seeds the global generator
 public sealed class ConvolutionTests
 {
     public static TheoryData<int, int, int, int> Shapes() => new()

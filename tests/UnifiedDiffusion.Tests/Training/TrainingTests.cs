@@ -134,8 +134,11 @@ public sealed class TrainingTests : IDisposable
         // Loading a run whose config.json was edited to another network.
         File.WriteAllText(Path.Combine(dir, Experiment.Files.Config), Small(5, hidden: 48).ToJson());
         Assert.Contains("different config", Assert.Throws<UdmException>(() => Experiment.Load(dir)).Message);
-        // Training into a folder that already holds a run without --resume.
-        Assert.Contains("--resume", Assert.Throws<UdmException>(() => Experiment.Create(Small(5)).Train(dir)).Message);
+        // Training into a folder that already holds a run without resuming: the library names the setting, not a flag.
+        var again = Assert.Throws<UdmException>(() => Experiment.Create(Small(5)).Train(dir));
+        Assert.Contains("already holds a checkpoint; resume it", again.Message);
+        Assert.DoesNotContain("--", again.Message);
+        Assert.Equal("resume", again.Subject);
     }
 
     private sealed class Inline(Action<TrainingProgress> action) : IProgress<TrainingProgress>
