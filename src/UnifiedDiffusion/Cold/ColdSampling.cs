@@ -14,8 +14,9 @@ namespace UnifiedDiffusion.Cold;
 /// <param name="Aliases">Other names for it.</param>
 /// <param name="Kernel">σ̃ → the kernel; null for a baseline.</param>
 /// <param name="BaselineSteps">A baseline's network evaluations (1 for direct, 0 for degraded); null for a kernel.</param>
+/// <param name="NeedsNoise">True when the kernel mixes in fresh σε, which needs a process with σ &gt; 0.</param>
 public sealed record ColdSamplerEntry(string Name, string Summary, SamplerOption Accepts, IReadOnlyList<string> Aliases,
-    Func<double, IReverseKernel<IPosterior>>? Kernel, int? BaselineSteps = null)
+    Func<double, IReverseKernel<IPosterior>>? Kernel, int? BaselineSteps = null, bool NeedsNoise = false)
     : SamplerEntry(Name, Summary, Accepts, Aliases);
 
 /// <summary>Restoration and generation with a cold posterior model.</summary>
@@ -32,7 +33,7 @@ public static class ColdSampling
     public static SamplerRegistry<ColdSamplerEntry> Registry { get; } = new("cold", "tacos",
         new("naive", "re-corrupt: x_s = D_s(x̂_0) (+ fresh σε)", Generation, [], _ => new ReCorruptKernel()),
         new("tacos", "invert (TACoS): x_s = x_t − D_t(x̂_0) + D_s(x̂_0)", Generation, ["improved"], _ => new InvertKernel()),
-        new("interpolate", "inferred and fresh residual mixed by σ̃ = η (σ > 0)", SamplerOption.Eta | Generation, [], Interpolate),
+        new("interpolate", "inferred and fresh residual mixed by σ̃ = η (σ > 0)", SamplerOption.Eta | Generation, [], Interpolate, NeedsNoise: true),
         new("direct", "one pass of the network from level T (baseline)", SamplerOption.None, [], null, BaselineSteps: 1),
         new("degraded", "the degraded input itself (baseline)", SamplerOption.None, [], null, BaselineSteps: 0));
 

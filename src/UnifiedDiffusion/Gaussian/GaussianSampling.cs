@@ -46,13 +46,13 @@ public static class GaussianSamplers
 }
 
 /// <summary>A Gaussian sampler request: which sampler, how many steps, η, and the grid spacing or explicit levels.</summary>
-/// <param name="Sampler">The sampler's name in <see cref="GaussianSamplers.Registry"/>.</param>
+/// <param name="Sampler">The sampler's name in <see cref="GaussianSamplers.Registry"/>; null for its default (ddim).</param>
 /// <param name="Steps">Number of reverse steps K.</param>
 /// <param name="Eta">η for DDIM-η and Analytic-DDIM (0 = deterministic); the DDPM forms fix their own.</param>
 /// <param name="Grid">leading, trailing, quadratic, or an explicit list such as "999,500,0".</param>
 /// <param name="Analytic">Settings of the analytic kernels; null takes the official code's defaults
 /// (first-step clip of 2 pixel bins for Analytic-DDPM and 1 for Analytic-DDIM, the paper's Γ estimator).</param>
-public sealed record GaussianSamplerSpec(string Sampler = "ddim", int Steps = 50, double Eta = 0,
+public sealed record GaussianSamplerSpec(string? Sampler = null, int Steps = 50, double Eta = 0,
     string Grid = "leading", AnalyticOptions? Analytic = null)
 {
     /// <summary>The sampler's registry entry.</summary>

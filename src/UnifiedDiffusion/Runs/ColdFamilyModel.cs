@@ -93,8 +93,8 @@ public sealed class ColdFamilyModel : FamilyModel
         var entry = ColdSampling.Registry.Resolve(request.Sampler, request.Given);
         if (request.PriorNoise is not null && !request.Generate)
             throw new UdmException("prior noise applies to generation from the prior; restoration starts from degraded data.") { Subject = "priorNoise" };
-        if (entry.Name == "interpolate" && ColdProcess.Sigma == 0)
-            throw new UdmException("the interpolate sampler mixes fresh noise into the inferred residual, which needs cold.sigma > 0; this run has σ = 0 (use tacos).") { Subject = "sampler" };
+        if (entry.NeedsNoise && ColdProcess.Sigma == 0)
+            throw new UdmException($"the {entry.Name} sampler mixes fresh noise into the inferred residual, which needs cold.sigma > 0; this run has σ = 0 (use {ColdSampling.Registry.Default.Name}).") { Subject = "sampler" };
         return entry;
     }
 
