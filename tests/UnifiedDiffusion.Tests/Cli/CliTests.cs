@@ -22,6 +22,21 @@ public sealed class CliTests : IDisposable
         return (code, error.ToString());
     }
 
+    /// <summary>Runs the CLI with the console captured (commands print tables and JSON there); returns the exit code and what was printed.</summary>
+    internal static (int Code, string Output) RunPrinting(params string[] args)
+    {
+        var output = new StringWriter();
+        int code;
+        lock (ConsoleLock.Gate)
+        {
+            var stdout = Console.Out;
+            Console.SetOut(output);
+            try { code = CommandLine.Run(args, output, new StringWriter()); }
+            finally { Console.SetOut(stdout); }
+        }
+        return (code, output.ToString());
+    }
+
     private static void AssertOneLineError((int Code, string Error) result, string expected)
     {
         Assert.Equal(CommandLine.UserError, result.Code);
@@ -66,16 +81,9 @@ public sealed class CliTests : IDisposable
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--generate"), "--generate: generation from the prior does not apply");
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "ddim", "--order", "confident"), "no gaussian sampler takes it");
         // Help and listings derive from the registries.
-        var help = new StringWriter();
-        lock (ConsoleLock.Gate)
-        {
-            var stdout = Console.Out;
-            Console.SetOut(help);
-            try { CommandLine.Run(["sample", "--help"], help, new StringWriter()); }
-            finally { Console.SetOut(stdout); }
-        }
-        Assert.Contains("tacos (alias improved", help.ToString().Replace("\n", " "));
-        Assert.Contains("fill (alias improved, order)", help.ToString().Replace("\n", " "));
+        string help = RunPrinting("sample", "--help").Output.Replace("\n", " ");
+        Assert.Contains("tacos (alias improved", help);
+        Assert.Contains("fill (alias improved, order)", help);
         // The library names the value; the CLI adds the flag.
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--steps", "5000"), "--steps: the step count 5000 is out of range");
     }
@@ -119,34 +127,18 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void EvalAllRunsEverySamplerOfTheRegistry()
     {
-        var output = new StringWriter();
-        var stdout = Console.Out;
-        int code;
-        lock (ConsoleLock.Gate)
-        {
-            Console.SetOut(output);
-            try { code = CommandLine.Run(["eval", "--oracle", "gmm8", "--sampler", "all", "--steps", "5", "--count", "200", "--json"], output, new StringWriter()); }
-            finally { Console.SetOut(stdout); }
-        }
+        var (code, output) = RunPrinting("eval", "--oracle", "gmm8", "--sampler", "all", "--steps", "5", "--count", "200", "--json");
         Assert.Equal(0, code);
-        using var doc = System.Text.Json.JsonDocument.Parse(output.ToString());
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
         Assert.Equal(GaussianSamplers.Registry.Names, doc.RootElement.EnumerateArray().Select(row => row.GetProperty("sampler").GetString()));
     }
 
     [Fact]
     public void OracleEvalPrintsJsonWithSlicedW2AndLogDensity()
     {
-        var output = new StringWriter();
-        var stdout = Console.Out;
-        int code;
-        lock (ConsoleLock.Gate)
-        {
-            Console.SetOut(output);
-            try { code = CommandLine.Run(["eval", "--oracle", "gmm8", "--sampler", "ddim", "--steps", "20", "--count", "500", "--json"], output, new StringWriter()); }
-            finally { Console.SetOut(stdout); }
-        }
+        var (code, output) = RunPrinting("eval", "--oracle", "gmm8", "--sampler", "ddim", "--steps", "20", "--count", "500", "--json");
         Assert.Equal(0, code);
-        using var doc = System.Text.Json.JsonDocument.Parse(output.ToString());
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
         double w2 = doc.RootElement.GetProperty("sliced_w2").GetDouble();
         double logDensity = doc.RootElement.GetProperty("log_density").GetDouble();
         Assert.InRange(w2, 0, 0.5);

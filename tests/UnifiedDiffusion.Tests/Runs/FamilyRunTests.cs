@@ -35,36 +35,9 @@ public sealed class FamilyRunTests : IDisposable
         Directory.Delete(_root, recursive: true);
     }
 
-    /// <summary>64 training and 32 test 8×8 images of two classes: a bright left or right half, with noise.</summary>
-    private string ImageFolder()
-    {
-        string folder = Path.Combine(_root, "idx");
-        Directory.CreateDirectory(folder);
-        var random = new Random(3);
-        foreach (var (prefix, count) in new[] { ("train", 64), ("t10k", 32) })
-        {
-            var pixels = new byte[count * 64];
-            var labels = new byte[count];
-            for (int i = 0; i < count; i++)
-            {
-                labels[i] = (byte)(i % 2);
-                for (int p = 0; p < 64; p++)
-                    pixels[i * 64 + p] = (byte)((p % 8 < 4) == (labels[i] == 0) ? 200 + random.Next(50) : random.Next(50));
-            }
-            Idx.WriteImages(Path.Combine(folder, $"{prefix}-images-idx3-ubyte"), new IdxImages(pixels, count, 8, 8));
-            Idx.WriteLabels(Path.Combine(folder, $"{prefix}-labels-idx1-ubyte"), labels);
-        }
-        return folder;
-    }
+    private string ImageFolder() => Fixtures.ImageFolder(_root);
 
-    private string TextFile()
-    {
-        string path = Path.Combine(_root, "corpus.txt");
-        var random = new Random(5);
-        string[] words = ["the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"];
-        File.WriteAllText(path, string.Join(' ', Enumerable.Range(0, 3000).Select(_ => words[random.Next(words.Length)])));
-        return path;
-    }
+    private string TextFile() => Fixtures.TextFile(_root);
 
     private static TrainingOptions Tiny(int steps) => new(Steps: steps, BatchSize: 8, LearningRate: 1e-3, WarmupSteps: 1, CheckpointEvery: steps, LogEvery: 1);
 

@@ -212,36 +212,7 @@ public sealed class GoldenOutputTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    /// <summary>32 training and 16 test 8×8 images of two classes (a bright left or right half), as the family run tests use.</summary>
-    private string ImageFolder()
-    {
-        string folder = Path.Combine(_root, "idx");
-        if (Directory.Exists(folder)) return folder;
-        Directory.CreateDirectory(folder);
-        var random = new Random(3);
-        foreach (var (prefix, count) in new[] { ("train", 32), ("t10k", 16) })
-        {
-            var pixels = new byte[count * 64];
-            var labels = new byte[count];
-            for (int i = 0; i < count; i++)
-            {
-                labels[i] = (byte)(i % 2);
-                for (int p = 0; p < 64; p++)
-                    pixels[i * 64 + p] = (byte)((p % 8 < 4) == (labels[i] == 0) ? 200 + random.Next(50) : random.Next(50));
-            }
-            Idx.WriteImages(Path.Combine(folder, $"{prefix}-images-idx3-ubyte"), new IdxImages(pixels, count, 8, 8));
-            Idx.WriteLabels(Path.Combine(folder, $"{prefix}-labels-idx1-ubyte"), labels);
-        }
-        return folder;
-    }
+    private string ImageFolder() => Fixtures.ImageFolder(_root, train: 32, test: 16);
 
-    private string TextFile()
-    {
-        string path = Path.Combine(_root, "corpus.txt");
-        if (File.Exists(path)) return path;
-        var random = new Random(5);
-        string[] words = ["the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"];
-        File.WriteAllText(path, string.Join(' ', Enumerable.Range(0, 2000).Select(_ => words[random.Next(words.Length)])));
-        return path;
-    }
+    private string TextFile() => Fixtures.TextFile(_root, words: 2000);
 }
