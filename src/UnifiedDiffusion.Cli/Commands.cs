@@ -5,6 +5,7 @@ using Spectre.Console;
 using TorchSharp;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Networks;
 using UnifiedDiffusion.Output;
 using UnifiedDiffusion.Runs;
 
@@ -24,10 +25,11 @@ internal static class TrainCommand
         var lr = new Option<double?>("--lr") { Description = "peak learning rate (overrides the recipe)" };
         var resume = new Option<bool>("--resume") { Description = "continue the checkpoint in --out exactly where it stopped" };
         var device = Options.Device();
+        var precision = Options.Precision("the recipe's, fp32 unless it says otherwise; stored in the run's config");
         var threads = Options.Threads();
         var command = new Command("train", "Train a model from a recipe or a JSON config. Ctrl-C saves a checkpoint; --resume continues it.")
         {
-            recipe, output, steps, seed, lr, resume, device, threads,
+            recipe, output, steps, seed, lr, resume, device, precision, threads,
         };
         command.SetAction(r =>
         {
@@ -41,6 +43,7 @@ internal static class TrainCommand
             config = config with
             {
                 Device = r.GetValue(device) ?? config.Device,
+                Precision = r.GetValue(precision) ?? config.Precision,
                 Training = config.Training with
                 {
                     Steps = r.GetValue(steps) ?? config.Training.Steps,
@@ -70,7 +73,7 @@ internal static class TrainCommand
             experiment.Train(runDir, resume, new SyncProgress<TrainingProgress>(p => report(p.Step, $"loss {p.Loss:F4}")), cts.Token));
         Console.WriteLine(outcome == TrainingOutcome.Interrupted
             ? $"interrupted at step {experiment.Step}; checkpoint saved in {runDir}. Continue with `udm train --out {runDir} --resume`."
-            : $"trained {experiment.Step} steps; run folder {runDir} (checkpoint.udm, loss.png, loss.csv, tensorboard/).");
+            : $"trained {experiment.Step} steps in {Precisions.Name(experiment.Precision)}; run folder {runDir} (checkpoint.udm, loss.png, loss.csv, tensorboard/).");
         return experiment;
     }
 }
@@ -94,11 +97,12 @@ internal static class SampleCommand
         var mask = new Option<string?>("--mask") { Description = "with --inpaint: a PNG of the same size, white = keep, black = fill" };
         var fix = new Option<string?>("--fix") { Description = "text models: fixed characters, as a comma list per position (\"春,,,,,夏,,,,,秋,,,,,冬\") or a template with _ for free positions (\"床前明月光_______________\")" };
         var device = Options.Device();
+        var precision = Options.Precision("the run's");
         var threads = Options.Threads();
         var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences. "
             + "Cold runs restore held-out images (a sheet of original, degraded, restored rows) unless --generate is given.")
         {
-            run, count, seed, output, inpaint, mask, fix, device, threads,
+            run, count, seed, output, inpaint, mask, fix, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -109,7 +113,7 @@ internal static class SampleCommand
             string runDir = r.GetValue(run)!;
             string? inpaintPath = r.GetValue(inpaint), maskPath = r.GetValue(mask), template = r.GetValue(fix);
             if ((inpaintPath is null) != (maskPath is null)) throw new UdmException("--inpaint and --mask go together: the image and a mask PNG (white = keep, black = fill).");
-            var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress());
+            var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress(), r.GetValue(precision));
             var model = experiment.Model;
             string sampler = request.Sampler ?? model.DefaultSampler;
             int steps = request.Steps ?? model.DefaultSteps;
@@ -122,7 +126,7 @@ internal static class SampleCommand
                 if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
                 return model.WriteSamples(path, request, n, sampleSeed, options, title, template);
             });
-            Console.WriteLine($"wrote {n} {written} to {path}");
+            Console.WriteLine($"wrote {n} {written} to {path} ({Precisions.Name(experiment.Precision)})");
             return 0;
         });
         return command;
@@ -147,11 +151,12 @@ internal static class EvalCommand
         var markdown = new Option<bool>("--markdown") { Description = "print the metrics as a Markdown table (for BENCHMARKS.md)" };
         var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data: gaussian in bits/dim along the same grid (ddpm, analytic-ddpm); mask and edit in bits/token" };
         var device = Options.Device();
+        var precision = Options.Precision("the run's");
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
             + "n-gram perplexity, distinct-n and copy rate for text.")
         {
-            run, oracle, count, seed, json, markdown, nll, device, threads,
+            run, oracle, count, seed, json, markdown, nll, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -163,7 +168,9 @@ internal static class EvalCommand
             if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
-            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress());
+            if (oracleName is not null && r.GetValue(precision) is not null)
+                throw new UdmException("the exact denoiser is arithmetic in float64, not a network; --precision applies to --run.") { Subject = "precision" };
+            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
             var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
             requests = [.. requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q])];
             var results = new List<EvaluationResult>();

@@ -12,6 +12,11 @@ internal static class Options
 
     public static Option<string?> Device() => new("--device") { Description = "cpu or cuda (default: the run's own device, cpu for new runs)" };
 
+    public static Option<string?> Precision(string whose) => new("--precision")
+    {
+        Description = $"fp32, or bf16: mixed precision, bfloat16 convolutions and linear layers with float32 weights, optimizer, EMA and checkpoints (needs avx512_bf16 or AMX; default: {whose})",
+    };
+
     public static Option<long> Seed(string what) => new("--seed") { Description = $"seed for {what}; the same seed gives the same result", DefaultValueFactory = _ => 0 };
 
     public static Option<int> Count(int defaultValue) => new("--count") { Description = "number of samples", DefaultValueFactory = _ => defaultValue };

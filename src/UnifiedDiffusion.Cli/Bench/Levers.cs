@@ -81,44 +81,37 @@ internal static class Levers
             Report("threads", $"UNet forward, batch {settings.ImageBatch}, ms (1 → {n} threads)", timed);
             Log($"interop threads: {torch.get_num_interop_threads()} (the bench does not use inter-op parallelism)");
 
-            // 4. bfloat16. No autocast in TorchSharp 0.107; a cast copy of the network is the option.
-            try
+            // 4. bfloat16: the project's mixed precision (bf16 convolutions and linear layers, fp32 weights and norms).
+            if (Precisions.CpuHasBf16)
             {
-                using var half = new UNet(network.Config);
-                half.load_state_dict(network.state_dict());
-                half.to(ScalarType.BFloat16).eval();
-                using var xh = x.to(ScalarType.BFloat16);
-                var timedHalf = AB(reps, () => { using (network.forward(x, t)) { } }, () => { using (half.forward(xh, t)) { } });
-                using var y32 = network.forward(x, t);
-                using var y16 = half.forward(xh, t).to(ScalarType.Float32);
+                Tensor Forward(Precision precision) { network.Precision = precision; return network.forward(x, t); }
+                var timedHalf = AB(reps, () => { using (Forward(Precision.Fp32)) { } }, () => { using (Forward(Precision.Bf16)) { } });
+                using var y32 = Forward(Precision.Fp32);
+                using var y16 = Forward(Precision.Bf16);
+                network.Precision = Precision.Fp32;
                 double relative = ((y16 - y32).pow(2).mean().sqrt() / y32.pow(2).mean().sqrt()).item<float>();
-                Report("bfloat16", $"UNet forward, batch {settings.ImageBatch}, ms (fp32 → bf16 cast network)", timedHalf,
+                Report("bfloat16", $"UNet forward, batch {settings.ImageBatch}, ms (fp32 → bf16 mixed precision)", timedHalf,
                     $"relative RMS difference of ε̂ vs fp32: {relative.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
             }
-            catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or ArgumentException or InvalidOperationException)
-            {
-                Results.Add(("bfloat16", "UNet forward, cast network", double.NaN, double.NaN, "blocked: " + e.Message.Split('\n')[0]));
-                Log("bfloat16 UNet blocked: " + e.Message.Split('\n')[0]);
-            }
+            else Log("bfloat16: this CPU has no bf16 units; skipped");
         }
 
-        // bfloat16 on the Transformer (embeddings keep it bf16 end to end), with the effect on the output.
+        // bfloat16 on the Transformer, with the effect on the output.
         var config = Recipes.Get("wujue-mask").Transformer!;
         torch.manual_seed(0);
-        using (var full = new TextTransformer(TextWorkload.Vocab, TextWorkload.Length, config, TextWorkload.Length))
-        using (var half = new TextTransformer(TextWorkload.Vocab, TextWorkload.Length, config, TextWorkload.Length))
-        using (var tokens = torch.randint(3, TextWorkload.Vocab, [settings.TextSamples, TextWorkload.Length], dtype: ScalarType.Int64))
-        using (var level = torch.full([settings.TextSamples], 10L, dtype: ScalarType.Int64))
-        using (torch.no_grad())
+        if (Precisions.CpuHasBf16)
         {
+            using var full = new TextTransformer(TextWorkload.Vocab, TextWorkload.Length, config, TextWorkload.Length);
+            using var tokens = torch.randint(3, TextWorkload.Vocab, [settings.TextSamples, TextWorkload.Length], dtype: ScalarType.Int64);
+            using var level = torch.full([settings.TextSamples], 10L, dtype: ScalarType.Int64);
+            using var noGrad = torch.no_grad();
             full.eval();
-            half.load_state_dict(full.state_dict());
-            half.to(ScalarType.BFloat16).eval();
-            var timed = AB(reps, () => { using (full.forward(tokens, level)) { } }, () => { using (half.forward(tokens, level)) { } });
-            using var p32 = full.forward(tokens, level).softmax(-1);
-            using var p16 = half.forward(tokens, level).to(ScalarType.Float32).softmax(-1);
+            Tensor Forward(Precision precision) { full.Precision = precision; return full.forward(tokens, level); }
+            var timed = AB(reps, () => { using (Forward(Precision.Fp32)) { } }, () => { using (Forward(Precision.Bf16)) { } });
+            using var p32 = Forward(Precision.Fp32).softmax(-1);
+            using var p16 = Forward(Precision.Bf16).softmax(-1);
             double tv = 0.5 * (p32 - p16).abs().sum(-1).mean().item<float>();
-            Report("bfloat16", $"Transformer forward, batch {settings.TextSamples}, ms (fp32 → bf16 cast network)", timed,
+            Report("bfloat16", $"Transformer forward, batch {settings.TextSamples}, ms (fp32 → bf16 mixed precision)", timed,
                 $"mean total-variation distance of q(x0|xt) vs fp32: {tv.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
         }
 

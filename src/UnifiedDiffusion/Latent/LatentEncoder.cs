@@ -12,7 +12,7 @@ namespace UnifiedDiffusion.Latent;
 /// otherwise grow its output until ᾱ_T·Enc(x_0) outweighs the noise, and x_T would no longer be
 /// N(0, I) (see <see cref="LatentPriorCheck"/>).
 /// </summary>
-public abstract class LatentEncoder : nn.Module<Tensor, Tensor>
+public abstract class LatentEncoder : nn.Module<Tensor, Tensor>, IMixedPrecision
 {
     /// <summary>Creates the encoder; <paramref name="normalize"/> turns the unit-RMS projection on.</summary>
     protected LatentEncoder(string name, bool normalize) : base(name) => Normalize = normalize;
@@ -26,10 +26,14 @@ public abstract class LatentEncoder : nn.Module<Tensor, Tensor>
     /// <summary>The unnormalised latent of a batch.</summary>
     protected abstract Tensor Embed(Tensor x0);
 
-    /// <summary>Enc(x_0): the latent of a batch, unit-RMS per sample when <see cref="Normalize"/> is set.</summary>
+    /// <inheritdoc />
+    public Precision Precision { get; set; }
+
+    /// <summary>Enc(x_0): the latent of a batch (float32), unit-RMS per sample when <see cref="Normalize"/> is set.</summary>
     public override Tensor forward(Tensor x0)
     {
-        var latent = Embed(x0);
+        Tensor latent;
+        using (Autocast.Enter(Precision)) latent = Embed(x0).to(ScalarType.Float32);
         return Normalize ? UnitRms(latent) : latent;
     }
 

@@ -101,18 +101,19 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
     private static long OutputPadding(long channels) => (OutputBlock - channels % OutputBlock) % OutputBlock;
 
     /// <inheritdoc />
+    /// <remarks>Computes in the current <see cref="Autocast"/> type.</remarks>
     public override Tensor forward(Tensor x)
     {
         long output = weight.shape[0], padIn = InputPadding(weight.shape[1]), padOut = OutputPadding(output);
         if (padIn == 0 && padOut == 0)
-            return nn.functional.conv2d(x, weight, bias, strides: [_stride, _stride], padding: [_padding, _padding]);
+            return nn.functional.conv2d(Autocast.Cast(x), Autocast.Cast(weight), Autocast.Cast(bias), strides: [_stride, _stride], padding: [_padding, _padding]);
         using var scope = torch.NewDisposeScope();
         // F.pad lists (last-dim left, right, …): [0, 0, 0, 0, 0, p] pads dim 1 of x and w on the right.
-        Tensor w = weight, b = bias, input = x;
+        Tensor w = Autocast.Cast(weight), b = Autocast.Cast(bias), input = Autocast.Cast(x);
         if (padIn > 0)
         {
             w = nn.functional.pad(w, [0, 0, 0, 0, 0, padIn]);
-            input = nn.functional.pad(x, [0, 0, 0, 0, 0, padIn]);
+            input = nn.functional.pad(input, [0, 0, 0, 0, 0, padIn]);
         }
         if (padOut > 0)
         {

@@ -31,15 +31,15 @@ public sealed record TransformerConfig(int Dimension = 256, int Layers = 4, int 
 /// fast on CPU at L ≤ 32. With a latent width the input is a continuous sequence [B, L, width]
 /// (the encoding model's latent), projected linearly instead of embedded.
 /// </summary>
-public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
+public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>, IMixedPrecision
 {
     private readonly Embedding? _tokens;
-    private readonly Linear? _latentInput;
+    private readonly MixedLinear? _latentInput;
     private readonly Embedding _positions;
     private readonly Embedding _levels;
     private readonly ModuleList<TransformerBlock> _blocks;
     private readonly LayerNorm _final;
-    private readonly Linear _output;
+    private readonly MixedLinear _output;
     private readonly int _length;
     private readonly int _maxLevel;
 
@@ -53,13 +53,13 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
         config.Validate();
         _length = length;
         _maxLevel = levels;
-        if (latentWidth is int width) _latentInput = nn.Linear(width, config.Dimension);
+        if (latentWidth is int width) _latentInput = new MixedLinear(width, config.Dimension);
         else _tokens = nn.Embedding(vocabSize, config.Dimension);
         _positions = nn.Embedding(length, config.Dimension);
         _levels = nn.Embedding(levels + 1, config.Dimension);
         _blocks = new ModuleList<TransformerBlock>([.. Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config))]);
         _final = Norm(config.Dimension);
-        _output = nn.Linear(config.Dimension, vocabSize);
+        _output = new MixedLinear(config.Dimension, vocabSize);
         using (torch.no_grad())
         {
             foreach (var embedding in new[] { _tokens, _positions, _levels }.OfType<Embedding>()) nn.init.normal_(embedding.weight!, 0, 0.02);
@@ -79,19 +79,24 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
         return norm;
     }
 
-    /// <summary>(tokens [B, L], or latents [B, L, width], and level [B]) → logits [B, L, V].</summary>
+    /// <inheritdoc />
+    public Precision Precision { get; set; }
+
+    /// <summary>(tokens [B, L], or latents [B, L, width], and level [B]) → logits [B, L, V], float32.</summary>
     public override Tensor forward(Tensor tokens, Tensor level)
     {
         using var scope = torch.NewDisposeScope();
+        using var autocast = Autocast.Enter(Precision);
         int rank = _latentInput is null ? 2 : 3;
         if (tokens.dim() != rank || tokens.shape[1] != _length)
             throw new ArgumentException($"the input must be [B, {_length}{(rank == 3 ? ", width" : "")}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
         var positions = torch.arange(_length, dtype: ScalarType.Int64, device: tokens.device);
         var input = _latentInput is not null ? _latentInput.forward(tokens) : _tokens!.forward(tokens);
-        var h = input + _positions.forward(positions).unsqueeze(0)
-            + _levels.forward(level.to(ScalarType.Int64).clamp(0, _maxLevel)).unsqueeze(1);
+        // The embeddings are summed in float32, then the blocks run in the compute type.
+        var h = Autocast.Cast(input.to(ScalarType.Float32) + _positions.forward(positions).unsqueeze(0)
+            + _levels.forward(level.to(ScalarType.Int64).clamp(0, _maxLevel)).unsqueeze(1));
         foreach (var block in _blocks) h = block.forward(h);
-        return _output.forward(_final.forward(h)).MoveToOuterDisposeScope();
+        return _output.forward(Autocast.Float32(_final.forward, h)).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 }
 
@@ -99,7 +104,7 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>
 public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
 {
     private readonly LayerNorm _norm1, _norm2;
-    private readonly Linear _qkv, _projection, _up, _down;
+    private readonly MixedLinear _qkv, _projection, _up, _down;
     private readonly Dropout _dropout;
     private readonly int _heads;
 
@@ -109,10 +114,10 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
         _heads = config.Heads;
         _norm1 = TextTransformer.Norm(config.Dimension);
         _norm2 = TextTransformer.Norm(config.Dimension);
-        _qkv = nn.Linear(config.Dimension, 3 * config.Dimension);
-        _projection = nn.Linear(config.Dimension, config.Dimension);
-        _up = nn.Linear(config.Dimension, config.FeedForward);
-        _down = nn.Linear(config.FeedForward, config.Dimension);
+        _qkv = new MixedLinear(config.Dimension, 3 * config.Dimension);
+        _projection = new MixedLinear(config.Dimension, config.Dimension);
+        _up = new MixedLinear(config.Dimension, config.FeedForward);
+        _down = new MixedLinear(config.FeedForward, config.Dimension);
         _dropout = nn.Dropout(config.Dropout);
         RegisterComponents();
     }
@@ -122,12 +127,13 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], l = x.shape[1], d = x.shape[2], dh = d / _heads;
-        var qkv = _qkv.forward(_norm1.forward(x)).reshape(b, l, 3, _heads, dh).permute(2, 0, 3, 1, 4); // [3, B, H, L, dh]
+        var qkv = _qkv.forward(Autocast.Float32(_norm1.forward, x)).reshape(b, l, 3, _heads, dh).permute(2, 0, 3, 1, 4); // [3, B, H, L, dh]
         var (q, k, v) = (qkv[0], qkv[1], qkv[2]);
-        var attention = (q.matmul(k.transpose(-2, -1)) / Math.Sqrt(dh)).softmax(-1);
+        // The softmax runs in float32, as autocast runs it.
+        var attention = (q.matmul(k.transpose(-2, -1)) / Math.Sqrt(dh)).to(ScalarType.Float32).softmax(-1).to(v.dtype);
         var mixed = attention.matmul(v).transpose(1, 2).reshape(b, l, d);
         var h = x + _dropout.forward(_projection.forward(mixed));
-        h = h + _dropout.forward(_down.forward(nn.functional.gelu(_up.forward(_norm2.forward(h)))));
+        h = h + _dropout.forward(_down.forward(nn.functional.gelu(_up.forward(Autocast.Float32(_norm2.forward, h)))));
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -72,7 +72,7 @@ public sealed record UNetConfig(
 /// class-conditional network (<see cref="UNetConfig.ClassCount"/> &gt; 0) adds a learned class
 /// embedding; label index ClassCount means "no label" (∅), for classifier-free guidance.
 /// </summary>
-public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalNetwork
+public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalNetwork, IMixedPrecision
 {
     private readonly SinusoidalEmbedding _timeFeatures;
     private readonly Sequential _timeMlp;
@@ -99,7 +99,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
         _blocks = config.ResBlocksPerLevel;
         int embedding = 4 * config.BaseChannels;
         _timeFeatures = new SinusoidalEmbedding(config.TimeEmbedding);
-        _timeMlp = nn.Sequential(nn.Linear(config.TimeEmbedding, embedding), nn.SiLU(), nn.Linear(embedding, embedding));
+        _timeMlp = nn.Sequential(new MixedLinear(config.TimeEmbedding, embedding), nn.SiLU(), new MixedLinear(embedding, embedding));
         if (config.ClassCount > 0) _classEmbedding = nn.Embedding(config.ClassCount + 1, embedding);
         _input = new ChannelPaddedConv2d(config.InChannels, config.BaseChannels, 3, padding: 1);
 
@@ -157,24 +157,29 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
     /// <inheritdoc />
     public int ClassCount => Config.ClassCount;
 
+    /// <inheritdoc />
+    public Precision Precision { get; set; }
+
     /// <summary>Unconditional forward: (x [B, C, H, W], t [B]) → [B, C, H, W].</summary>
     public override Tensor forward(Tensor x, Tensor t) => Forward(x, t, null);
 
     /// <summary>
     /// Class-conditional forward. <paramref name="labels"/> (int64 [B]) holds classes 0..ClassCount−1,
-    /// or ClassCount for "no label"; null means no label for the whole batch.
+    /// or ClassCount for "no label"; null means no label for the whole batch. Computes in
+    /// <see cref="Precision"/> and returns float32.
     /// </summary>
     public Tensor Forward(Tensor x, Tensor t, Tensor? labels)
     {
         if (x.dim() != 4 || x.shape[1] != Config.InChannels)
             throw new ArgumentException($"the UNet expects [B, {Config.InChannels}, H, W] input, got [{string.Join(", ", x.shape)}].", nameof(x));
         using var scope = torch.NewDisposeScope();
-        // The sinusoidal features are computed in float32; follow the input's dtype (a bfloat16 copy of the network).
-        var embedding = _timeMlp.forward(_timeFeatures.forward(t).to(x.dtype));
+        using var autocast = Autocast.Enter(Precision);
+        // The sinusoidal features and the class embedding are float32; the layers cast them.
+        var embedding = _timeMlp.forward(_timeFeatures.forward(t));
         if (_classEmbedding is not null)
         {
             var classes = labels ?? torch.full([x.shape[0]], NullLabel, dtype: ScalarType.Int64, device: x.device);
-            embedding = embedding + _classEmbedding.forward(classes);
+            embedding = embedding + Autocast.Cast(_classEmbedding.forward(classes));
         }
         else if (labels is not null)
             throw new UdmException("class labels were given to an unconditional UNet; build it with classCount > 0 or sample without labels.");
@@ -212,7 +217,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
                 h = _upsample[upsampler++].forward(h);
             }
         }
-        return _output.forward(nn.functional.silu(_outNorm.forward(h))).MoveToOuterDisposeScope();
+        return _output.forward(nn.functional.silu(Autocast.Float32(_outNorm.forward, h))).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>GroupNorm → SiLU → conv, plus the projected embedding, twice, around a residual path.</summary>
@@ -220,7 +225,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
     {
         private readonly GroupNorm _norm1;
         private readonly ChannelPaddedConv2d _conv1;
-        private readonly Linear _embedding;
+        private readonly MixedLinear _embedding;
         private readonly GroupNorm _norm2;
         private readonly Dropout _dropout;
         private readonly ChannelPaddedConv2d _conv2;
@@ -230,7 +235,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
         {
             _norm1 = Layers.GroupNorm(Groups(input), input);
             _conv1 = new ChannelPaddedConv2d(input, output, 3, padding: 1);
-            _embedding = nn.Linear(embedding, output);
+            _embedding = new MixedLinear(embedding, output);
             _norm2 = Layers.GroupNorm(Groups(output), output);
             _dropout = nn.Dropout(dropout);
             _conv2 = new ChannelPaddedConv2d(output, output, 3, padding: 1);
@@ -246,9 +251,9 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
             // Intermediates are freed at the end of the block, not of the whole step: autograd keeps
             // what backward needs, and the peak of live memory falls (as Python's refcounting does).
             using var scope = torch.NewDisposeScope();
-            var h = _conv1.forward(nn.functional.silu(_norm1.forward(x)));
+            var h = _conv1.forward(nn.functional.silu(Autocast.Float32(_norm1.forward, x)));
             h = h + _embedding.forward(nn.functional.silu(embedding)).unsqueeze(-1).unsqueeze(-1);
-            h = _conv2.forward(_dropout.forward(nn.functional.silu(_norm2.forward(h))));
+            h = _conv2.forward(_dropout.forward(nn.functional.silu(Autocast.Float32(_norm2.forward, h))));
             return (h + (_skip is null ? x : _skip.forward(x))).MoveToOuterDisposeScope();
         }
     }
@@ -272,11 +277,12 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
         {
             using var scope = torch.NewDisposeScope();
             long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-            var qkv = _qkv.forward(_norm.forward(x)).reshape(b, 3, c, h * w);
+            var qkv = _qkv.forward(Autocast.Float32(_norm.forward, x)).reshape(b, 3, c, h * w);
             var q = qkv[.., 0].transpose(1, 2);             // [B, N, C]
             var k = qkv[.., 1];                              // [B, C, N]
             var v = qkv[.., 2].transpose(1, 2);             // [B, N, C]
-            var weights = torch.softmax(torch.bmm(q, k) * (1.0 / Math.Sqrt(c)), -1);
+            // The softmax runs in float32, as autocast runs it.
+            var weights = torch.softmax((torch.bmm(q, k) * (1.0 / Math.Sqrt(c))).to(ScalarType.Float32), -1).to(v.dtype);
             var attended = torch.bmm(weights, v).transpose(1, 2).reshape(b, c, h, w);
             return (x + _projection.forward(attended)).MoveToOuterDisposeScope();
         }

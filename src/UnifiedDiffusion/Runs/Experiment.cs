@@ -20,6 +20,7 @@ public sealed class Experiment
     {
         Config = config;
         Device = ParseDevice(config.Device);
+        Precision = Precisions.Parse(config.Precision);
         Opened = DataSets.Open(config.Data, config.Text, progress: progress);
         lock (InitLock)
         {
@@ -29,7 +30,11 @@ public sealed class Experiment
         }
         Model.Network.to(Device);
         Model.Network.eval();
+        Precisions.Apply(Model.Network, Precision);
     }
+
+    /// <summary>The arithmetic the network computes in (the config's, or the override given to <see cref="Load"/>).</summary>
+    public Precision Precision { get; }
 
     /// <summary>The family names a config may use.</summary>
     public static IReadOnlyList<string> Families { get; } = ["gaussian", "cold", "mask", "edit", "encoding"];
@@ -97,13 +102,15 @@ public sealed class Experiment
 
     /// <summary>
     /// Loads a trained run folder (config.json and checkpoint.udm) with the EMA weights in the
-    /// network, for sampling. <paramref name="device"/> overrides the device the run was trained on.
+    /// network, for sampling. <paramref name="device"/> and <paramref name="precision"/> override the
+    /// device and precision the run was trained with (checkpoints are float32 whatever the precision).
     /// </summary>
-    public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null)
+    public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null, string? precision = null)
     {
         if (!Directory.Exists(runDir)) throw new UdmException($"run folder {runDir} does not exist; train one with `udm train --out {runDir}`.");
         var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
         if (device is not null) config = config with { Device = device };
+        if (precision is not null) config = config with { Precision = precision };
         var experiment = new Experiment(config, progress);
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())

@@ -102,6 +102,14 @@ public sealed record ExperimentConfig
     /// <summary>"cpu" or "cuda".</summary>
     public string Device { get; init; } = "cpu";
 
+    /// <summary>
+    /// The arithmetic of training and sampling: "fp32", or "bf16" (mixed precision: bfloat16
+    /// convolutions and linear layers with float32 weights, optimizer, EMA and checkpoints).
+    /// Null is fp32. It is not part of the model: a run trained in one precision samples in the other.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Precision { get; init; }
+
     private static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
@@ -116,10 +124,10 @@ public sealed record ExperimentConfig
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
     /// <summary>
-    /// The part of the config that fixes the model's shape and meaning (everything but training
-    /// and device). A checkpoint only loads into a run whose model identity matches.
+    /// The part of the config that fixes the model's shape and meaning (everything but training,
+    /// device and precision). A checkpoint only loads into a run whose model identity matches.
     /// </summary>
-    public string ModelIdentity() => JsonSerializer.Serialize(this with { Training = new(), Device = "cpu" }, Json);
+    public string ModelIdentity() => JsonSerializer.Serialize(this with { Training = new(), Device = "cpu", Precision = null }, Json);
 
     /// <summary>Parses JSON, turning every problem into a one-line <see cref="UdmException"/>.</summary>
     public static ExperimentConfig FromJson(string json, string source)

@@ -14,7 +14,7 @@ public sealed class CliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    private static (int Code, string Error) Run(params string[] args)
+    internal static (int Code, string Error) Run(params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();

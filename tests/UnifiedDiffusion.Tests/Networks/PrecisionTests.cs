@@ -1,0 +1,184 @@
+using TorchSharp;
+using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Runs;
+using UnifiedDiffusion.Cli;
+using UnifiedDiffusion.Tests.Cli;
+using UnifiedDiffusion.Tests.Runs;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace UnifiedDiffusion.Tests.Networks;
+
+/// <summary>
+/// Mixed precision (bf16): the layers compute in bfloat16 while weights, gradients, the optimizer,
+/// the EMA and checkpoints stay float32, and every network returns float32. Thresholds are bfloat16's
+/// (8 bits of mantissa, relative rounding 2⁻⁸ ≈ 0.004 per operation), fixed before the runs.
+/// </summary>
+public sealed class PrecisionTests(ITestOutputHelper output)
+{
+    private static readonly UNetConfig TinyUNet = new(BaseChannels: 16, ChannelMultipliers: [1, 2], TimeEmbedding: 16);
+
+    /// <summary>A network in fp32 and in bf16 on the same input: its outputs, and its gradients of a squared-output loss.</summary>
+    private static (Tensor Out32, Tensor Out16, Tensor[] Grad32, Tensor[] Grad16) Both(nn.Module<Tensor, Tensor, Tensor> network, Tensor x, Tensor t)
+    {
+        var parameters = network.parameters().ToArray();
+        (Tensor, Tensor[]) Run(Precision precision)
+        {
+            Precisions.Apply(network, precision);
+            network.zero_grad();
+            var y = network.forward(x, t);
+            y.square().mean().backward();
+            return (y.detach(), parameters.Select(p => p.grad!.clone()).ToArray());
+        }
+        var (out32, grad32) = Run(Precision.Fp32);
+        var (out16, grad16) = Run(Precision.Bf16);
+        return (out32, out16, grad32, grad16);
+    }
+
+    private static double RelativeRms(Tensor a, Tensor reference) =>
+        ((a.to(ScalarType.Float64) - reference.to(ScalarType.Float64)).square().mean().sqrt() / reference.to(ScalarType.Float64).square().mean().sqrt().clamp_min(1e-30)).item<double>();
+
+    private static double Cosine(Tensor[] a, Tensor[] b)
+    {
+        var x = torch.cat(a.Select(g => g.flatten().to(ScalarType.Float64)).ToArray());
+        var y = torch.cat(b.Select(g => g.flatten().to(ScalarType.Float64)).ToArray());
+        return (x.dot(y) / (x.norm() * y.norm())).item<double>();
+    }
+
+    public static TheoryData<string> Networks() => ["unet", "mlp", "transformer"];
+
+    [Theory]
+    [MemberData(nameof(Networks))]
+    public void Bf16ComputesInBfloat16WithFloat32WeightsGradientsAndOutput(string name)
+    {
+        if (!Precisions.CpuHasBf16)
+        {
+            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
+            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
+            return;
+        }
+        using var scope = torch.NewDisposeScope();
+        var generator = new Generator(11);
+        (nn.Module<Tensor, Tensor, Tensor> network, Tensor x, Tensor t) = name switch
+        {
+            "unet" => ((nn.Module<Tensor, Tensor, Tensor>)new UNet(TinyUNet), torch.randn([4, 1, 8, 8], generator: generator), torch.tensor(new long[] { 1, 50, 300, 900 })),
+            "mlp" => (new MlpDenoiser(2, new MlpConfig(64, 2, 16)), torch.randn([16, 2], generator: generator), torch.arange(16, dtype: ScalarType.Int64) * 60),
+            _ => (new TextTransformer(20, 6, new TransformerConfig(Dimension: 32, Layers: 1, Heads: 2, FeedForward: 64, Dropout: 0), 6),
+                torch.randint(3, 20, [4, 6], dtype: ScalarType.Int64, generator: generator), torch.tensor(new long[] { 1, 2, 4, 6 })),
+        };
+        var (out32, out16, grad32, grad16) = Both(network, x, t);
+        double relative = RelativeRms(out16, out32), cosine = Cosine(grad16, grad32);
+        output.WriteLine($"{name}: output relative RMS {relative:E2}, gradient cosine {cosine:F5}");
+        Assert.Equal(ScalarType.Float32, out16.dtype);
+        Assert.All(network.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        Assert.All(grad16, g => Assert.Equal(ScalarType.Float32, g.dtype));
+        Assert.True(relative > 1e-5, $"bf16 gave the fp32 output (relative {relative:E2}): the layers did not compute in bfloat16");
+        Assert.True(relative < 0.05, $"bf16 output is {relative:E2} away from fp32 (limit 0.05)");
+        Assert.True(cosine > 0.99, $"bf16 gradients point elsewhere than fp32's (cosine {cosine:F4}, limit 0.99)");
+    }
+
+    [Fact]
+    public void Bf16ConvolutionsOfTheDefectiveShapesMatchFloat64()
+    {
+        if (!Precisions.CpuHasBf16)
+        {
+            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
+            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
+            return;
+        }
+        using var scope = torch.NewDisposeScope();
+        var generator = new Generator(5);
+        foreach (var (input, output, stride) in new[] { (24, 16, 1), (32, 1, 1), (40, 32, 2), (48, 48, 2), (1, 32, 1) })
+        {
+            var conv = new ChannelPaddedConv2d(input, output, 3, stride, padding: 1);
+            var x = torch.randn([4, input, 8, 8], generator: generator);
+            Tensor y;
+            using (Autocast.Enter(Precision.Bf16)) y = conv.forward(x);
+            Assert.Equal(ScalarType.BFloat16, y.dtype);
+            var y64 = nn.functional.conv2d(x.to(ScalarType.Float64), conv.Weight.detach().to(ScalarType.Float64), conv.Bias.detach().to(ScalarType.Float64),
+                strides: [stride, stride], padding: [1, 1]);
+            double relative = RelativeRms(y, y64);
+            Assert.True(relative < 0.02, $"{input}→{output} stride {stride}: bf16 relative RMS error {relative:E2} (limit 0.02)");
+        }
+    }
+
+    [Fact]
+    public void PrecisionNamesAndHardwareAreChecked()
+    {
+        Assert.Equal(Precision.Fp32, Precisions.Parse(null, cpuHasBf16: false));
+        Assert.Equal(Precision.Bf16, Precisions.Parse("BF16", cpuHasBf16: true));
+        var unknown = Assert.Throws<UdmException>(() => Precisions.Parse("fp16", cpuHasBf16: true));
+        Assert.Contains("fp32 or bf16", unknown.Message);
+        Assert.Equal("precision", unknown.Subject);
+        Assert.Contains("no bfloat16 units", Assert.Throws<UdmException>(() => Precisions.Parse("bf16", cpuHasBf16: false)).Message);
+        string never = Path.Combine(Path.GetTempPath(), "udm-precision-never-" + Guid.NewGuid().ToString("N"));
+        var (code, error) = CliTests.Run("train", "gmm8", "--out", never, "--precision", "fp16");
+        Assert.Equal(CommandLine.UserError, code);
+        Assert.Contains("--precision: unknown precision \"fp16\": use fp32 or bf16", error);
+        Assert.False(Directory.Exists(never), "a refused precision must not create the run folder");
+        Assert.Contains("--precision applies to --run", CliTests.Run("eval", "--oracle", "gmm8", "--precision", "fp32").Error);
+    }
+}
+
+/// <summary>Every family trains and samples in bf16 through the run layer, with float32 weights and checkpoints.</summary>
+[Collection(nameof(FamilyRunCollection))]
+public sealed class PrecisionRunTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("udm-precision-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    private static TrainingOptions Tiny => new(Steps: 2, BatchSize: 8, LearningRate: 1e-3, WarmupSteps: 1, CheckpointEvery: 2, LogEvery: 1, Seed: 3);
+
+    private static readonly UNetConfig TinyUNet = new(BaseChannels: 16, ChannelMultipliers: [1, 2], AttentionAtLowest: true, TimeEmbedding: 16);
+
+    private static readonly TransformerConfig TinyTransformer = new(Dimension: 32, Layers: 1, Heads: 2, FeedForward: 64, Dropout: 0);
+
+    public static TheoryData<string> Families() => ["gaussian-points", "gaussian-images", "cold", "mask", "edit", "encoding-images", "encoding-text"];
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void EveryFamilyTrainsAndSamplesInBf16WithFloat32WeightsAndCheckpoints(string name)
+    {
+        if (!Precisions.CpuHasBf16)
+        {
+            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
+            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
+            return;
+        }
+        string images = "idx:" + Fixtures.ImageFolder(_root), text = "text:" + Fixtures.TextFile(_root);
+        var config = name switch
+        {
+            "gaussian-points" => new ExperimentConfig { Data = "gmm8", Network = new MlpConfig(32, 1, 16) },
+            "gaussian-images" => new ExperimentConfig { Data = images, UNet = TinyUNet with { ClassCount = 2 }, ClipSample = 1.0 },
+            "cold" => new ExperimentConfig { Family = "cold", Data = images, UNet = TinyUNet, Cold = new ColdConfig(Levels: 4, KernelSize: 5, BlurStd: 2) },
+            "mask" or "edit" => new ExperimentConfig { Family = name, Data = text, Transformer = TinyTransformer, Text = new TextConfig(Window: 10) },
+            "encoding-images" => new ExperimentConfig { Family = "encoding", Data = images, UNet = TinyUNet, Latent = new LatentConfig(EncoderWidth: 16, EncoderLayers: 2), Schedule = new ScheduleConfig(Levels: 100) },
+            _ => new ExperimentConfig { Family = "encoding", Data = text, Transformer = TinyTransformer, Text = new TextConfig(Window: 10), Latent = new LatentConfig(Width: 4), Schedule = new ScheduleConfig(Levels: 100) },
+        } with { Training = Tiny, Precision = "bf16" };
+        string run = Path.Combine(_root, name);
+        var trained = Experiment.Create(config);
+        Assert.Equal(Precision.Bf16, trained.Precision);
+        trained.Train(run);
+        Assert.All(trained.Model.Network.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        Assert.Contains("\"precision\": \"bf16\"", File.ReadAllText(Path.Combine(run, Experiment.Files.Config)));
+        Assert.All(File.ReadAllLines(Path.Combine(run, Experiment.Files.LossCsv)).Skip(1), line => Assert.True(double.IsFinite(double.Parse(line.Split(',')[1], System.Globalization.CultureInfo.InvariantCulture))));
+
+        // The checkpoint is float32: it loads into an fp32 run, and sampling there gives nearly what bf16 gives.
+        var state = Checkpoint.Load(Path.Combine(run, Checkpoint.FileName));
+        var fp32 = Experiment.Load(run, precision: "fp32");
+        Assert.Equal(Precision.Fp32, fp32.Precision);
+        var bf16 = Experiment.Load(run);
+        Assert.Equal(Precision.Bf16, bf16.Precision);
+        using var scope = torch.NewDisposeScope();
+        var request = name.StartsWith("cold") ? new SamplerRequest("tacos") : new SamplerRequest(null, 3);
+        var a = fp32.Model.Sample(request, 2, seed: 1);
+        var b = bf16.Model.Sample(request, 2, seed: 1);
+        Assert.Equal(a.shape, b.shape);
+        Assert.Equal(a.dtype, b.dtype);
+        Assert.NotEmpty(state.Ema);
+    }
+}
