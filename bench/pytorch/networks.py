@@ -46,8 +46,16 @@ class SinusoidalEmbedding(nn.Module):
 
 
 def group_norm(groups, channels, eps=1e-5):
-    """Layers.GroupNorm: affine ones/zeros (PyTorch already does this)."""
-    return nn.GroupNorm(groups, channels, eps)
+    """Layers.GroupNorm: affine ones/zeros (PyTorch already does this); statistics in float32 under autocast."""
+    return Float32GroupNorm(groups, channels, eps)
+
+
+class Float32GroupNorm(nn.GroupNorm):
+    """GroupNorm computed in float32 and returned in the input's type, as the C# network does it in bf16
+    (torch 1.13's CPU autocast does not cover group_norm, which then refuses a bfloat16 input)."""
+
+    def forward(self, x):
+        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
 
 # ---------------------------------------------------------------- UNet (UNet.cs)

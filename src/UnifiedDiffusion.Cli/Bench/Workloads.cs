@@ -19,6 +19,8 @@ internal sealed record BenchSettings
 {
     public string Name { get; init; } = "full";
     public int Threads { get; init; } = 2;
+    /// <summary>The precision of this workload's networks: fp32, or bf16 (mixed precision; PyTorch: CPU autocast).</summary>
+    public string Precision { get; init; } = "fp32";
     public int Rounds { get; init; } = 5;
     // toy MLP (demo recipe)
     public int ToyBatch { get; init; } = 512;
@@ -63,7 +65,6 @@ internal sealed record RowSpec(string Id, string Suite, string Measure, string U
     public bool Rate => Unit.EndsWith("/s", StringComparison.Ordinal);
 }
 
-/// <summary>One reference model's measurements on the C# side.</summary>
 /// <summary>Puts a network in eval mode until disposed, then back in the mode it was in.</summary>
 internal sealed class EvalMode : IDisposable
 {
@@ -83,6 +84,7 @@ internal sealed class EvalMode : IDisposable
     }
 }
 
+/// <summary>One reference model's measurements on the C# side.</summary>
 internal abstract class Workload
 {
     protected Workload(BenchSettings settings) => Settings = settings;
@@ -91,8 +93,17 @@ internal abstract class Workload
 
     public abstract string Suite { get; }
 
-    /// <summary>The timed rows (memory rows are separate: see <see cref="MemoryRows"/>).</summary>
-    public abstract IReadOnlyList<RowSpec> Rows { get; }
+    /// <summary>The precision the workload's networks compute in.</summary>
+    public Precision Precision => Precisions.Parse(Settings.Precision);
+
+    /// <summary>The id suffix of this precision's rows: bf16 rows are the fp32 rows' ids with "@bf16".</summary>
+    public string Suffix => Precision == Precision.Fp32 ? "" : "@" + Precisions.Name(Precision);
+
+    /// <summary>The timed rows (memory rows are separate: see <see cref="MemoryRows"/>), at this precision.</summary>
+    public IReadOnlyList<RowSpec> Rows => [.. BaseRows.Select(r => r with { Id = r.Id + Suffix, Measure = r.Measure + (Suffix.Length == 0 ? "" : ", " + Precisions.Name(Precision)) })];
+
+    /// <summary>The rows by their precision-free ids.</summary>
+    protected abstract IReadOnlyList<RowSpec> BaseRows { get; }
 
     /// <summary>The trained network (for the parameter-count check).</summary>
     public abstract nn.Module Network { get; }
@@ -100,8 +111,39 @@ internal abstract class Workload
     /// <summary>Builds the networks and runs the untimed warm-ups.</summary>
     public abstract void Setup();
 
-    /// <summary>One timed measurement of <paramref name="id"/>: milliseconds, or samples per second.</summary>
-    public abstract double Measure(string id, int round);
+    /// <summary>One timed measurement of <paramref name="id"/> (with or without its suffix): milliseconds, or samples per second.</summary>
+    public double Measure(string id, int round) => MeasureRow(id.EndsWith(Suffix, StringComparison.Ordinal) ? id[..^Suffix.Length] : id, round);
+
+    /// <summary>One timed measurement of a precision-free row id.</summary>
+    protected abstract double MeasureRow(string id, int round);
+
+    /// <summary>
+    /// The counted FLOPs behind one unit of a row: a training step (3 forward passes' worth: the
+    /// forward, and the gradients of the inputs and the weights), or one sample (its steps' forward passes).
+    /// </summary>
+    public double Flops(string id)
+    {
+        string row = id.EndsWith(Suffix, StringComparison.Ordinal) ? id[..^Suffix.Length] : id;
+        return row.EndsWith(".train", StringComparison.Ordinal) ? 3 * TrainingBatch * ForwardFlopsPerSample : StepsPerSample(row) * ForwardFlopsPerSample;
+    }
+
+    /// <summary>FLOPs of one network forward pass per sample (counted once, at setup).</summary>
+    protected double ForwardFlopsPerSample { get; set; }
+
+    /// <summary>The batch of a training step.</summary>
+    protected abstract int TrainingBatch { get; }
+
+    /// <summary>Network evaluations per sample of a sampling row.</summary>
+    protected abstract int StepsPerSample(string id);
+
+    /// <summary>Counts one forward pass of a batch of <paramref name="batch"/> and sets <see cref="ForwardFlopsPerSample"/>.</summary>
+    protected void CountForward(int batch, Action forward)
+    {
+        using var noGrad = torch.no_grad();
+        using var counter = FlopCounter.Start();
+        forward();
+        ForwardFlopsPerSample = (double)counter.Total / batch;
+    }
 
     protected static List<double> TrainSteps(Trainer trainer, int steps)
     {
@@ -255,7 +297,7 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
 
     public override nn.Module Network => Experiment.Model.Network;
 
-    public override IReadOnlyList<RowSpec> Rows =>
+    protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("toy.train", Suite, $"toy MLP 3×256 train step, batch {Settings.ToyBatch}", "ms"),
         .. Kinds.Select(k => new RowSpec("toy." + Spec(k).Name, Suite, $"toy MLP {Spec(k).Name}, {Settings.ToySteps} steps, {Settings.ToySamples} samples", "samples/s")),
@@ -267,9 +309,13 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
     {
         var config = Recipes.Get("demo");
         config = config with { Training = config.Training with { BatchSize = Settings.ToyBatch } };
-        Experiment = Experiment.Create(config);
+        Experiment = Experiment.Create(config with { Precision = Settings.Precision });
         _trainer = Experiment.CreateTrainer(Timing(config.Training, Settings.ToyBatch));
     }
+
+    protected override int TrainingBatch => Settings.ToyBatch;
+
+    protected override int StepsPerSample(string id) => Settings.ToySteps;
 
     public override void Setup()
     {
@@ -280,9 +326,10 @@ internal sealed class ToyWorkload(BenchSettings s) : Workload(s)
         Settings.AnalyticVariances["toy"] = AnalyticVariances(analytic, Gaussian.GaussianProcess.Schedule, gamma, grid);
         TrainSteps(_trainer, 20);
         foreach (var kind in Kinds) using (Gaussian.Sample(Spec(kind), 256, 0)) { }
+        CountForward(256, () => { using (Gaussian.Sample(new GaussianSamplerSpec("ddim", 1), 256, 0)) { } });
     }
 
-    public override double Measure(string id, int round)
+    protected override double MeasureRow(string id, int round)
     {
         if (id == "toy.train") return Median(TrainSteps(_trainer, Settings.ToyTrainSteps));
         var spec = Spec(id["toy.".Length..]);
@@ -314,7 +361,7 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
 
     public override nn.Module Network => _network;
 
-    public override IReadOnlyList<RowSpec> Rows =>
+    protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("unet.train", Suite, $"MNIST UNet train step, batch {Settings.ImageBatch}", "ms"),
         .. Kinds.Select(k => new RowSpec("unet." + Spec(k).Name, Suite, $"MNIST UNet {Spec(k).Name}, {Settings.ImageSteps} steps, {Settings.ImageSamples} images", "samples/s")),
@@ -328,11 +375,18 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
         var config = recipe.UNet! with { InChannels = 1 };
         _process = new GaussianProcess(NoiseSchedule.Create(recipe.Schedule));
         torch.manual_seed(0);
-        _network = new UNet(config);
+        _network = new UNet(config) { Precision = Precision };
         _model = new GaussianPosteriorModel(_process, _network, recipe.Prediction, recipe.ClipSample);
         Trainer = new Trainer(_network, (x0, g) => DenoisingObjective.Loss(_process, _model, x0, g), new RandomImages(Shape),
             Timing(recipe.Training, Settings.ImageBatch), "bench", torch.CPU);
     }
+
+    protected override int TrainingBatch => Settings.ImageBatch;
+
+    protected override int StepsPerSample(string id) => Settings.ImageSteps;
+
+    /// <summary>The UNet's convolutions at the training batch, with their FLOPs: the shapes the peak is measured on.</summary>
+    public IReadOnlyDictionary<ConvolutionShape, long> Convolutions { get; private set; } = new Dictionary<ConvolutionShape, long>();
 
     public Tensor Sample(string kind, int steps, int count, long seed)
     {
@@ -351,9 +405,16 @@ internal sealed class GaussianUNetWorkload(BenchSettings s) : Workload(s)
         _gamma.Estimate(_model, _process, new RandomImages(Shape), grid, samplesPerLevel: 32, seed: 1);
         Settings.AnalyticVariances["unet"] = AnalyticVariances(analytic, _process.Schedule, _gamma, grid);
         foreach (var kind in Kinds) using (Sample(kind, Settings.ImageSteps, 4, 0)) { }
+        using var images = new RandomImages(Shape).Sample(Settings.ImageBatch, new Generator(5));
+        using var levels = torch.full(Settings.ImageBatch, 500L, dtype: ScalarType.Int64);
+        using var noGrad = torch.no_grad();
+        using var counter = FlopCounter.Start();
+        _network.forward(images, levels).Dispose();
+        ForwardFlopsPerSample = (double)counter.Total / Settings.ImageBatch;
+        Convolutions = new Dictionary<ConvolutionShape, long>(counter.Convolutions);
     }
 
-    public override double Measure(string id, int round)
+    protected override double MeasureRow(string id, int round)
     {
         if (id == "unet.train") return ToyWorkload.Median(TrainSteps(Trainer, Settings.ImageTrainSteps));
         var kind = id["unet.".Length..];
@@ -378,7 +439,7 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
 
     private int Levels => _process?.Levels ?? (Recipes.Get("mnist-blur").Cold ?? new ColdConfig()).Levels;
 
-    public override IReadOnlyList<RowSpec> Rows =>
+    protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("cold.train", Suite, $"cold blur UNet train step, batch {Settings.ImageBatch}", "ms"),
         new("cold.improved", Suite, $"cold blur UNet improved restoration, {Levels} steps, {Settings.ColdSamples} images", "samples/s"),
@@ -391,7 +452,7 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
         var config = recipe.UNet! with { InChannels = 1 };
         _process = new ColdProcess(ColdFamilyModel.CreateDegradation(cold), cold.Sigma);
         torch.manual_seed(0);
-        _network = new UNet(config);
+        _network = new UNet(config) { Precision = Precision };
         _model = new ColdPosteriorModel(_process, _network, cold.Loss);
         _trainer = new Trainer(_network, (x0, g) => DenoisingObjective.Loss(_process, _model, x0, g), new RandomImages(Shape),
             Timing(recipe.Training, Settings.ImageBatch), "bench", torch.CPU);
@@ -402,7 +463,12 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
         var originals = new RandomImages(Shape).Sample(Settings.ColdSamples, generator);
         _degraded = _process.CorruptAt(originals, _process.Levels, _process.SampleNoise(originals, generator)).DetachFromDisposeScope();
         using (Restore()) { }
+        CountForward(Settings.ColdSamples, () => _network.forward(_degraded, torch.full(Settings.ColdSamples, 5L, dtype: ScalarType.Int64)).Dispose());
     }
+
+    protected override int TrainingBatch => Settings.ImageBatch;
+
+    protected override int StepsPerSample(string id) => Levels;
 
     private Tensor Restore()
     {
@@ -410,7 +476,7 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
         return ColdSampling.Restore(_process, _model, _degraded!, grid, new InvertKernel(), new SamplingContext { Generator = new Generator(1) });
     }
 
-    public override double Measure(string id, int round) => id switch
+    protected override double MeasureRow(string id, int round) => id switch
     {
         "cold.train" => ToyWorkload.Median(TrainSteps(_trainer, Settings.ImageTrainSteps)),
         "cold.improved" => Rate(Settings.ColdSamples, () => { using (Restore()) { } }),
@@ -433,7 +499,7 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
 
     public override nn.Module Network => _maskNetwork;
 
-    public override IReadOnlyList<RowSpec> Rows =>
+    protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("text.train", Suite, $"poem Transformer (mask) train step, batch {Settings.TextBatch}", "ms"),
         new("text.mask-improved", Suite, $"poem Transformer mask improved, {Settings.TextSteps} steps, {Settings.TextSamples} poems", "samples/s"),
@@ -447,8 +513,8 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
         _mask = new MaskProcess(Length);
         _edit = new EditProcess(Length, Vocab);
         torch.manual_seed(0);
-        _maskNetwork = new TextTransformer(Vocab, Length, config, Length);
-        var editNetwork = new TextTransformer(Vocab, Length, config, Length);
+        _maskNetwork = new TextTransformer(Vocab, Length, config, Length) { Precision = Precision };
+        var editNetwork = new TextTransformer(Vocab, Length, config, Length) { Precision = Precision };
         editNetwork.eval();
         _maskModel = new TokenPosteriorModel(_maskNetwork, _mask, Vocab);
         _editModel = new TokenPosteriorModel(editNetwork, _edit, Vocab);
@@ -457,7 +523,14 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
         TrainSteps(_trainer, 5);
         using (Sample(true, 8, 0)) { }
         using (Sample(false, 8, 0)) { }
+        using var tokens = new RandomTokens(Length, Vocab).Sample(8, new Generator(6));
+        CountForward(8, () => _maskNetwork.forward(tokens, torch.full(8, 10L, dtype: ScalarType.Int64)).Dispose());
     }
+
+    protected override int TrainingBatch => Settings.TextBatch;
+
+    /// <summary>At most one network evaluation per step (the caching model saves some: the count is an upper bound).</summary>
+    protected override int StepsPerSample(string id) => Math.Min(Settings.TextSteps, Length);
 
     /// <summary>As TokenFamilyModel.Sample: the caching posterior model, the improved kernel, a trailing grid.</summary>
     public Tensor Sample(bool mask, int count, long seed, bool cache = true)
@@ -472,7 +545,7 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
         return sampler.Sample([count, Length], grid, torch.CPU, new Generator((ulong)seed), new SamplingOptions());
     }
 
-    public override double Measure(string id, int round) => id switch
+    protected override double MeasureRow(string id, int round) => id switch
     {
         "text.train" => ToyWorkload.Median(TrainSteps(_trainer, Settings.TextTrainSteps)),
         "text.mask-improved" => Rate(Settings.TextSamples, () => { using (Sample(true, Settings.TextSamples, round + 1)) { } }),

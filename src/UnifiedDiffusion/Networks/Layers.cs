@@ -105,6 +105,7 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         long output = weight.shape[0], padIn = InputPadding(weight.shape[1]), padOut = OutputPadding(output);
+        FlopCounter.Convolution(new ConvolutionShape(x.shape[0], weight.shape[1], output, weight.shape[2], _stride, x.shape[2], x.shape[3]));
         if (padIn == 0 && padOut == 0)
             return nn.functional.conv2d(Autocast.Cast(x), Autocast.Cast(weight), Autocast.Cast(bias), strides: [_stride, _stride], padding: [_padding, _padding]);
         using var scope = torch.NewDisposeScope();

@@ -135,6 +135,9 @@ public sealed class MixedLinear : nn.Module<Tensor, Tensor>
     public Parameter Weight => weight;
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) =>
-        nn.functional.linear(Autocast.Cast(x), Autocast.Cast(weight), bias is null ? null : Autocast.Cast(bias));
+    public override Tensor forward(Tensor x)
+    {
+        FlopCounter.MatrixProduct(x.numel() / x.shape[^1], weight.shape[1], weight.shape[0]);
+        return nn.functional.linear(Autocast.Cast(x), Autocast.Cast(weight), bias is null ? null : Autocast.Cast(bias));
+    }
 }

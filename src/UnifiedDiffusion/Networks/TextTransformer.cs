@@ -130,6 +130,8 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
         var qkv = _qkv.forward(Autocast.Float32(_norm1.forward, x)).reshape(b, l, 3, _heads, dh).permute(2, 0, 3, 1, 4); // [3, B, H, L, dh]
         var (q, k, v) = (qkv[0], qkv[1], qkv[2]);
         // The softmax runs in float32, as autocast runs it.
+        FlopCounter.MatrixProduct(b * _heads * l, dh, l); // QKᵀ
+        FlopCounter.MatrixProduct(b * _heads * l, l, dh); // attention·V
         var attention = (q.matmul(k.transpose(-2, -1)) / Math.Sqrt(dh)).to(ScalarType.Float32).softmax(-1).to(v.dtype);
         var mixed = attention.matmul(v).transpose(1, 2).reshape(b, l, d);
         var h = x + _dropout.forward(_projection.forward(mixed));

@@ -282,6 +282,8 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
             var k = qkv[.., 1];                              // [B, C, N]
             var v = qkv[.., 2].transpose(1, 2);             // [B, N, C]
             // The softmax runs in float32, as autocast runs it.
+            FlopCounter.MatrixProduct(b * h * w, c, h * w); // QKᵀ
+            FlopCounter.MatrixProduct(b * h * w, h * w, c); // weights·V
             var weights = torch.softmax((torch.bmm(q, k) * (1.0 / Math.Sqrt(c))).to(ScalarType.Float32), -1).to(v.dtype);
             var attended = torch.bmm(weights, v).transpose(1, 2).reshape(b, c, h, w);
             return (x + _projection.forward(attended)).MoveToOuterDisposeScope();
