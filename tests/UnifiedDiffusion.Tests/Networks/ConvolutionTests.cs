@@ -41,6 +41,11 @@ public sealed class ConvolutionTests
             var grads64 = torch.autograd.grad([y64], [x64, w64], [upstream.to(ScalarType.Float64)]);
 
             Assert.True(MaxError(y, y64) < 1e-3, $"output error {MaxError(y, y64)}");
+            using (torch.no_grad())
+            {
+                using var sampled = conv.forward(x);
+                Assert.True(MaxError(sampled, y64) < 1e-3, $"output error without autograd {MaxError(sampled, y64)}");
+            }
             Assert.True(MaxError(grads[0], grads64[0]) < 1e-3, $"input gradient error {MaxError(grads[0], grads64[0])}");
             Assert.True(MaxError(grads[1], grads64[1]) < 1e-2, $"weight gradient error {MaxError(grads[1], grads64[1])}");
         }
