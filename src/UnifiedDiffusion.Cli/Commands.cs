@@ -297,7 +297,7 @@ internal static class DemoCommand
         var count = Options.Count(4000);
         var trainSteps = new Option<int?>("--train-steps") { Description = $"training steps (default {Recipes.Get("demo").Training.Steps})" };
         var threads = Options.Threads();
-        var command = new Command("demo", "The main job, on built-in data with no download: train a toy model on the 8-Gaussian ring (~2 min on 2 cores), "
+        var command = new Command("demo", "The main job, on built-in data with no download: train a toy model on the 8-Gaussian ring (2–4 min on 2 cores), "
             + "sample it with DDPM, DDIM and Analytic-DDIM at 10-100 steps, write a scatter-plot PNG and print a metrics table.")
         {
             output, seed, count, trainSteps, threads,
