@@ -328,10 +328,12 @@ class Text:
 
 # ------------------------------------------------------------------ rows
 
-def split_precision(row_id):
-    """A row id and its precision: ids ending in @bf16 run under CPU autocast in bfloat16."""
-    bf16 = row_id.endswith("@bf16")
-    return (row_id[:-len("@bf16")] if bf16 else row_id), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+def each_row(ids):
+    """Yields (row id, id without precision), the body running under CPU autocast in bfloat16 for ids ending in @bf16."""
+    for full in ids:
+        bf16 = full.endswith("@bf16")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            yield full, (full[:-len("@bf16")] if bf16 else full)
 
 
 def run_round(settings, ids, round_index):
@@ -343,53 +345,45 @@ def run_round(settings, ids, round_index):
         m.trainer.times(20)
         for kind in ("ddpm", "ddim", "analytic-ddim"):
             m.sample(kind, settings["toy_steps"], 256, 0)
-        for full in ids:
-            i, autocast = split_precision(full)
-            with autocast:
-                if i == "toy.train":
-                    rows[full] = median(m.trainer.times(settings["toy_train_steps"]))
-                elif i.startswith("toy."):
-                    rows[full] = rate(settings["toy_samples"], lambda: m.sample(i[4:], settings["toy_steps"], settings["toy_samples"], round_index + 1))
+        for full, i in each_row(ids):
+            if i == "toy.train":
+                rows[full] = median(m.trainer.times(settings["toy_train_steps"]))
+            elif i.startswith("toy."):
+                rows[full] = rate(settings["toy_samples"], lambda: m.sample(i[4:], settings["toy_steps"], settings["toy_samples"], round_index + 1))
     if "unet" in suites:
         m = unet(settings)
         params["unet"] = parameter_count(m.net)
         m.trainer.times(3)
         for kind in ("ddpm", "ddim", "analytic-ddim"):
             m.sample(kind, 3, 8, 0)
-        for full in ids:
-            i, autocast = split_precision(full)
-            with autocast:
-                if i == "unet.train":
-                    rows[full] = median(m.trainer.times(settings["image_train_steps"]))
-                elif i.startswith("unet."):
-                    rows[full] = rate(settings["image_samples"], lambda: m.sample(i[5:], settings["image_steps"], settings["image_samples"], round_index + 1))
+        for full, i in each_row(ids):
+            if i == "unet.train":
+                rows[full] = median(m.trainer.times(settings["image_train_steps"]))
+            elif i.startswith("unet."):
+                rows[full] = rate(settings["image_samples"], lambda: m.sample(i[5:], settings["image_steps"], settings["image_samples"], round_index + 1))
     if "cold" in suites:
         c = ColdBlur(settings)
         params["cold"] = parameter_count(c.net)
         c.trainer.times(3)
         c.restore()
-        for full in ids:
-            i, autocast = split_precision(full)
-            with autocast:
-                if i == "cold.train":
-                    rows[full] = median(c.trainer.times(settings["image_train_steps"]))
-                elif i == "cold.improved":
-                    rows[full] = rate(settings["cold_samples"], c.restore)
+        for full, i in each_row(ids):
+            if i == "cold.train":
+                rows[full] = median(c.trainer.times(settings["image_train_steps"]))
+            elif i == "cold.improved":
+                rows[full] = rate(settings["cold_samples"], c.restore)
     if "text" in suites:
         t = Text(settings)
         params["text"] = parameter_count(t.net)
         t.trainer.times(5)
         t.sample_mask(8, 0)
         t.sample_edit(8, 0)
-        for full in ids:
-            i, autocast = split_precision(full)
-            with autocast:
-                if i == "text.train":
-                    rows[full] = median(t.trainer.times(settings["text_train_steps"]))
-                elif i == "text.mask-improved":
-                    rows[full] = rate(settings["text_samples"], lambda: t.sample_mask(settings["text_samples"], round_index + 1))
-                elif i == "text.edit-improved":
-                    rows[full] = rate(settings["text_samples"], lambda: t.sample_edit(settings["text_samples"], round_index + 1))
+        for full, i in each_row(ids):
+            if i == "text.train":
+                rows[full] = median(t.trainer.times(settings["text_train_steps"]))
+            elif i == "text.mask-improved":
+                rows[full] = rate(settings["text_samples"], lambda: t.sample_mask(settings["text_samples"], round_index + 1))
+            elif i == "text.edit-improved":
+                rows[full] = rate(settings["text_samples"], lambda: t.sample_edit(settings["text_samples"], round_index + 1))
     return rows, params
 
 

@@ -50,16 +50,18 @@ public sealed class PrecisionTests(ITestOutputHelper output)
 
     public static TheoryData<string> Networks() => ["unet", "mlp", "transformer"];
 
+    /// <summary>True on a CPU with bfloat16 units; elsewhere it checks that bf16 is refused, and there is nothing to compute in it.</summary>
+    internal static bool Bf16Units()
+    {
+        if (!Precisions.CpuHasBf16) Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
+        return Precisions.CpuHasBf16;
+    }
+
     [Theory]
     [MemberData(nameof(Networks))]
     public void Bf16ComputesInBfloat16WithFloat32WeightsGradientsAndOutput(string name)
     {
-        if (!Precisions.CpuHasBf16)
-        {
-            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
-            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
-            return;
-        }
+        if (!PrecisionTests.Bf16Units()) return;
         using var scope = torch.NewDisposeScope();
         var generator = new Generator(11);
         (nn.Module<Tensor, Tensor, Tensor> network, Tensor x, Tensor t) = name switch
@@ -83,12 +85,7 @@ public sealed class PrecisionTests(ITestOutputHelper output)
     [Fact]
     public void Bf16ConvolutionsOfTheDefectiveShapesMatchFloat64()
     {
-        if (!Precisions.CpuHasBf16)
-        {
-            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
-            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
-            return;
-        }
+        if (!PrecisionTests.Bf16Units()) return;
         using var scope = torch.NewDisposeScope();
         var generator = new Generator(5);
         foreach (var (input, output, stride) in new[] { (24, 16, 1), (32, 1, 1), (40, 32, 2), (48, 48, 2), (1, 32, 1) })
@@ -143,12 +140,7 @@ public sealed class PrecisionRunTests : IDisposable
     [MemberData(nameof(Families))]
     public void EveryFamilyTrainsAndSamplesInBf16WithFloat32WeightsAndCheckpoints(string name)
     {
-        if (!Precisions.CpuHasBf16)
-        {
-            // Without bfloat16 units, bf16 is refused (and there is nothing to compute in it).
-            Assert.Throws<UdmException>(() => Precisions.Parse("bf16"));
-            return;
-        }
+        if (!PrecisionTests.Bf16Units()) return;
         string images = "idx:" + Fixtures.ImageFolder(_root), text = "text:" + Fixtures.TextFile(_root);
         var config = name switch
         {
