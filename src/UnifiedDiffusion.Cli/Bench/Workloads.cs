@@ -442,7 +442,7 @@ internal sealed class ColdUNetWorkload(BenchSettings s) : Workload(s)
     protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("cold.train", Suite, $"cold blur UNet train step, batch {Settings.ImageBatch}", "ms"),
-        new("cold.improved", Suite, $"cold blur UNet improved restoration, {Levels} steps, {Settings.ColdSamples} images", "samples/s"),
+        new("cold.improved", Suite, $"cold blur UNet TACoS restoration, {Levels} steps, {Settings.ColdSamples} images", "samples/s"),
     ];
 
     public override void Setup()
@@ -502,8 +502,8 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
     protected override IReadOnlyList<RowSpec> BaseRows =>
     [
         new("text.train", Suite, $"poem Transformer (mask) train step, batch {Settings.TextBatch}", "ms"),
-        new("text.mask-improved", Suite, $"poem Transformer mask improved, {Settings.TextSteps} steps, {Settings.TextSamples} poems", "samples/s"),
-        new("text.edit-improved", Suite, $"poem Transformer edit improved, {Settings.TextSteps} steps, {Settings.TextSamples} poems", "samples/s"),
+        new("text.mask-improved", Suite, $"poem Transformer mask fill, {Settings.TextSteps} steps, {Settings.TextSamples} poems", "samples/s"),
+        new("text.edit-improved", Suite, $"poem Transformer edit repair, {Settings.TextSteps} steps, {Settings.TextSamples} poems", "samples/s"),
     ];
 
     public override void Setup()
@@ -532,7 +532,7 @@ internal sealed class TextWorkload(BenchSettings s) : Workload(s)
     /// <summary>At most one network evaluation per step (the caching model saves some: the count is an upper bound).</summary>
     protected override int StepsPerSample(string id) => Math.Min(Settings.TextSteps, Length);
 
-    /// <summary>As TokenFamilyModel.Sample: the caching posterior model, the improved kernel, a trailing grid.</summary>
+    /// <summary>As TokenFamilyModel.Sample: the caching posterior model, the process's improved kernel (fill or repair), a trailing grid.</summary>
     public Tensor Sample(bool mask, int count, long seed, bool cache = true)
     {
         var grid = TimeGrid.Parse("trailing", Length, Math.Min(Settings.TextSteps, Length));
