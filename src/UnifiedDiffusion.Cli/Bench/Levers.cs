@@ -17,6 +17,20 @@ internal static class Levers
 {
     private static void Log(string message) => Console.Error.WriteLine($"[levers {DateTime.Now:HH:mm:ss}] {message}");
 
+    /// <summary>Median milliseconds of <paramref name="run"/> over <paramref name="reps"/> calls after one warm-up.</summary>
+    private static double Median(int reps, Action run)
+    {
+        run();
+        var times = new List<double>();
+        for (int i = 0; i < reps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            run();
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        return ToyWorkload.Median(times);
+    }
+
     /// <summary>Median milliseconds of A and of B, interleaved.</summary>
     private static (double A, double B) AB(int reps, Action a, Action b)
     {
@@ -94,6 +108,28 @@ internal static class Levers
                     $"relative RMS difference of ε̂ vs fp32: {relative.ToString("0.0000", CultureInfo.InvariantCulture)} (random weights)");
             }
             else Log("bfloat16: this CPU has no bf16 units; skipped");
+
+            // 5. Where the UNet forward's time goes: its convolutions, each shape timed alone, against the whole pass.
+            Dictionary<ConvolutionShape, long> shapes;
+            using (var counter = FlopCounter.Start()) { network.forward(x, t).Dispose(); shapes = new(counter.Convolutions); }
+            foreach (var precision in Precisions.CpuHasBf16 ? new[] { Precision.Fp32, Precision.Bf16 } : [Precision.Fp32])
+            {
+                network.Precision = precision;
+                double whole = Median(reps, () => network.forward(x, t).Dispose());
+                double convolutions = 0;
+                foreach (var (shape, flops) in shapes)
+                {
+                    var conv = new ChannelPaddedConv2d(shape.Input, shape.Output, shape.Kernel, shape.Stride, padding: shape.Kernel / 2);
+                    using var input = torch.randn([shape.Batch, shape.Input, shape.Height, shape.Width]);
+                    double one;
+                    using (Autocast.Enter(precision)) one = Median(reps, () => conv.forward(input).Dispose());
+                    convolutions += one * flops / shape.Flops; // a shape used n times accounts for n timings
+                    conv.Dispose();
+                }
+                Report("profile", $"UNet forward, batch {settings.ImageBatch}, {Precisions.Name(precision)}, ms (its convolutions timed alone → the whole pass)", (convolutions, whole),
+                    $"convolutions {100 * convolutions / whole:0}% of the pass; the rest is normalisation, attention, element-wise work and memory traffic");
+            }
+            network.Precision = Precision.Fp32;
         }
 
         // bfloat16 on the Transformer, with the effect on the output.

@@ -49,8 +49,8 @@ public sealed class SinusoidalEmbedding : nn.Module<Tensor, Tensor>
 /// <summary>
 /// A 2-D convolution with nn.Conv2d's parameters, initialisation and state-dict names
 /// (<c>weight</c> [out, in, k, k], <c>bias</c> [out]) that computes with output channels padded
-/// to a multiple of 16 (when gradients flow) and input channels above 16 to a multiple of 32,
-/// where libtorch 2.10's oneDNN kernels are wrong without it.
+/// to a multiple of 16 (when gradients flow, and always in bfloat16) and input channels above 16 to
+/// a multiple of 32, where libtorch 2.10's oneDNN kernels are wrong without it.
 /// </summary>
 /// <remarks>
 /// Measured on the 2026-11-29 machine (AMD EPYC, family 26, AVX-512): float32 3×3 convolutions
@@ -104,9 +104,11 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
     /// <remarks>Computes in the current <see cref="Autocast"/> type.</remarks>
     public override Tensor forward(Tensor x)
     {
-        // Output channels are padded only where gradients flow: the defect was in the input gradients,
-        // and without autograd the narrow copy of the output would cost sampling for nothing.
-        long output = weight.shape[0], padIn = InputPadding(weight.shape[1]), padOut = torch.is_grad_enabled() ? OutputPadding(output) : 0;
+        // Output channels are padded where gradients flow (the float32 defect was in the input gradients)
+        // and in bfloat16, whose forward was wrong for them too (a 24→1 UNet output layer without autograd);
+        // a float32 forward without autograd skips the narrow copy of the output.
+        long output = weight.shape[0], padIn = InputPadding(weight.shape[1]);
+        long padOut = torch.is_grad_enabled() || Autocast.Current is not null ? OutputPadding(output) : 0;
         FlopCounter.Convolution(new ConvolutionShape(x.shape[0], weight.shape[1], output, weight.shape[2], _stride, x.shape[2], x.shape[3]));
         if (padIn == 0 && padOut == 0)
             return nn.functional.conv2d(Autocast.Cast(x), Autocast.Cast(weight), Autocast.Cast(bias), strides: [_stride, _stride], padding: [_padding, _padding]);

@@ -80,6 +80,15 @@ public sealed class PrecisionTests(ITestOutputHelper output)
         Assert.True(relative > 1e-5, $"bf16 gave the fp32 output (relative {relative:E2}): the layers did not compute in bfloat16");
         Assert.True(relative < 0.05, $"bf16 output is {relative:E2} away from fp32 (limit 0.05)");
         Assert.True(cosine > 0.99, $"bf16 gradients point elsewhere than fp32's (cosine {cosine:F4}, limit 0.99)");
+        // Without autograd, as sampling runs it.
+        using (torch.no_grad())
+        {
+            Precisions.Apply(network, Precision.Fp32);
+            var sampled32 = network.forward(x, t);
+            Precisions.Apply(network, Precision.Bf16);
+            double sampled = RelativeRms(network.forward(x, t), sampled32);
+            Assert.True(sampled < 0.05, $"bf16 output without autograd is {sampled:E2} away from fp32 (limit 0.05)");
+        }
     }
 
     [Fact]
@@ -88,17 +97,20 @@ public sealed class PrecisionTests(ITestOutputHelper output)
         if (!PrecisionTests.Bf16Units()) return;
         using var scope = torch.NewDisposeScope();
         var generator = new Generator(5);
-        foreach (var (input, output, stride) in new[] { (24, 16, 1), (32, 1, 1), (40, 32, 2), (48, 48, 2), (1, 32, 1) })
+        foreach (var (input, output, stride) in new[] { (24, 16, 1), (32, 1, 1), (24, 1, 1), (40, 32, 2), (48, 48, 2), (1, 32, 1), (24, 24, 1) })
         {
             var conv = new ChannelPaddedConv2d(input, output, 3, stride, padding: 1);
             var x = torch.randn([4, input, 8, 8], generator: generator);
-            Tensor y;
+            Tensor y, sampled;
             using (Autocast.Enter(Precision.Bf16)) y = conv.forward(x);
+            using (torch.no_grad())
+            using (Autocast.Enter(Precision.Bf16)) sampled = conv.forward(x);
             Assert.Equal(ScalarType.BFloat16, y.dtype);
             var y64 = nn.functional.conv2d(x.to(ScalarType.Float64), conv.Weight.detach().to(ScalarType.Float64), conv.Bias.detach().to(ScalarType.Float64),
                 strides: [stride, stride], padding: [1, 1]);
-            double relative = RelativeRms(y, y64);
+            double relative = RelativeRms(y, y64), withoutAutograd = RelativeRms(sampled, y64);
             Assert.True(relative < 0.02, $"{input}→{output} stride {stride}: bf16 relative RMS error {relative:E2} (limit 0.02)");
+            Assert.True(withoutAutograd < 0.02, $"{input}→{output} stride {stride}: bf16 relative RMS error without autograd {withoutAutograd:E2} (limit 0.02)");
         }
     }
 
