@@ -17,20 +17,6 @@ internal static class Levers
 {
     private static void Log(string message) => Console.Error.WriteLine($"[levers {DateTime.Now:HH:mm:ss}] {message}");
 
-    /// <summary>Median milliseconds of <paramref name="run"/> over <paramref name="reps"/> calls after one warm-up.</summary>
-    private static double Median(int reps, Action run)
-    {
-        run();
-        var times = new List<double>();
-        for (int i = 0; i < reps; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            run();
-            times.Add(clock.Elapsed.TotalMilliseconds);
-        }
-        return ToyWorkload.Median(times);
-    }
-
     /// <summary>Median milliseconds of A and of B, interleaved.</summary>
     private static (double A, double B) AB(int reps, Action a, Action b)
     {
@@ -115,14 +101,14 @@ internal static class Levers
             foreach (var precision in Precisions.CpuHasBf16 ? new[] { Precision.Fp32, Precision.Bf16 } : [Precision.Fp32])
             {
                 network.Precision = precision;
-                double whole = Median(reps, () => network.forward(x, t).Dispose());
+                double whole = Workload.MedianMilliseconds(reps, () => network.forward(x, t).Dispose());
                 double convolutions = 0;
                 foreach (var (shape, flops) in shapes)
                 {
                     var conv = new ChannelPaddedConv2d(shape.Input, shape.Output, shape.Kernel, shape.Stride, padding: shape.Kernel / 2);
                     using var input = torch.randn([shape.Batch, shape.Input, shape.Height, shape.Width]);
                     double one;
-                    using (Autocast.Enter(precision)) one = Median(reps, () => conv.forward(input).Dispose());
+                    using (Autocast.Enter(precision)) one = Workload.MedianMilliseconds(reps, () => conv.forward(input).Dispose());
                     convolutions += one * flops / shape.Flops; // a shape used n times accounts for n timings
                     conv.Dispose();
                 }

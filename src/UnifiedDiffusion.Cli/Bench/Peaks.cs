@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using TorchSharp;
 using UnifiedDiffusion.Networks;
 using static TorchSharp.torch;
@@ -15,22 +14,8 @@ internal static class Peaks
     /// <summary>The best rate (GFLOP/s) of each kind, and what it was measured on.</summary>
     public sealed record Result(double MatmulFp32, double MatmulBf16, double ConvFp32, double ConvBf16, string ConvFp32Shape, string ConvBf16Shape);
 
-    private static double Median(List<double> values) => ToyWorkload.Median(values);
-
-    /// <summary>Median seconds of <paramref name="run"/> over <paramref name="repeats"/> timed calls after two warm-ups.</summary>
-    private static double Seconds(Action run, int repeats)
-    {
-        run();
-        run();
-        var times = new List<double>();
-        for (int i = 0; i < repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            run();
-            times.Add(clock.Elapsed.TotalSeconds);
-        }
-        return Median(times);
-    }
+    /// <summary>Median seconds of <paramref name="run"/> over <paramref name="repeats"/> timed calls after a warm-up.</summary>
+    private static double Seconds(Action run, int repeats) => Workload.MedianMilliseconds(repeats, run) / 1e3;
 
     /// <summary>Measures the peaks; <paramref name="convolutions"/> are the network's shapes (3×3 ones are timed).</summary>
     public static Result Measure(IEnumerable<ConvolutionShape> convolutions, int repeats, Action<string> log)

@@ -160,6 +160,20 @@ internal abstract class Workload
         return times;
     }
 
+    /// <summary>Median milliseconds of <paramref name="run"/> over <paramref name="repeats"/> calls after one warm-up.</summary>
+    public static double MedianMilliseconds(int repeats, Action run)
+    {
+        run();
+        var times = new List<double>();
+        for (int i = 0; i < repeats; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            run();
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        return ToyWorkload.Median(times);
+    }
+
     protected static double Rate(int count, Action run)
     {
         var clock = Stopwatch.StartNew();
