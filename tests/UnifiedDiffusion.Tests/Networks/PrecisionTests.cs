@@ -17,6 +17,7 @@ namespace UnifiedDiffusion.Tests.Networks;
 /// the EMA and checkpoints stay float32, and every network returns float32. Thresholds are bfloat16's
 /// (8 bits of mantissa, relative rounding 2⁻⁸ ≈ 0.004 per operation), fixed before the runs.
 /// </summary>
+[Collection(nameof(GoldenOutputCollection))] // alone: it builds networks, drawing from the global generator
 public sealed class PrecisionTests(ITestOutputHelper output)
 {
     private static readonly UNetConfig TinyUNet = new(BaseChannels: 16, ChannelMultipliers: [1, 2], TimeEmbedding: 16);

@@ -12,7 +12,10 @@ using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Tests.Runs;
 
-/// <summary>Runs alone: <see cref="Experiment.Create"/> seeds the global generator for initialisation.</summary>
+/// <summary>
+/// Runs alone: its tests seed the global generator for network initialisation (<see cref="Experiment.Create"/>),
+/// or draw from it, and must not interleave with other threads doing the same.
+/// </summary>
 [CollectionDefinition(nameof(GoldenOutputCollection), DisableParallelization = true)]
 public sealed class GoldenOutputCollection;
 

@@ -8,6 +8,9 @@ using static TorchSharp.torch;
 namespace UnifiedDiffusion.Tests.Training;
 
 /// <summary>Trainer, checkpoint and resume: exactness, atomicity, and the failure paths.</summary>
+// Alone: exact-resume and same-seed checks need network initialisation, which draws from the global generator,
+// to see no other thread drawing from it between the seed and the draws.
+[Collection(nameof(UnifiedDiffusion.Tests.Runs.GoldenOutputCollection))]
 public sealed class TrainingTests : IDisposable
 {
     private readonly string _root = Directory.CreateTempSubdirectory("udm-train-").FullName;
