@@ -82,8 +82,14 @@ public sealed class EmaShadow : IDisposable
     public EmaShadow(nn.Module network)
     {
         _parameters = network.parameters().ToArray();
+        _shadow = Snapshot();
+    }
+
+    /// <summary>Copies of the network's current parameters, outside any dispose scope.</summary>
+    private Tensor[] Snapshot()
+    {
         using var noGrad = torch.no_grad();
-        _shadow = _parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
+        return [.. _parameters.Select(p => p.detach().clone().DetachFromDisposeScope())];
     }
 
     /// <summary>θ̄ ← d·θ̄ + (1 − d)·θ for every parameter.</summary>
@@ -97,8 +103,7 @@ public sealed class EmaShadow : IDisposable
     public void Store()
     {
         Free(_stored);
-        using var noGrad = torch.no_grad();
-        _stored = _parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
+        _stored = Snapshot();
     }
 
     /// <summary>Writes the average into the network's parameters.</summary>

@@ -18,6 +18,9 @@ public sealed class FlopCounter : IDisposable
         _current = this;
     }
 
+    /// <summary>True while a counter is open on this thread; layers build their shapes for it only then.</summary>
+    public static bool Counting => _current is not null;
+
     /// <summary>Starts counting on this thread until disposed.</summary>
     public static FlopCounter Start() => new();
 

@@ -74,7 +74,7 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly Parameter bias;
 #pragma warning restore IDE1006
-    private readonly long _stride, _padding;
+    private readonly long _input, _output, _kernel, _stride, _padding;
 
     /// <summary>A convolution from <paramref name="input"/> to <paramref name="output"/> channels, initialised as nn.Conv2d.</summary>
     public ChannelPaddedConv2d(long input, long output, long kernel, long stride = 1, long padding = 0) : base(nameof(ChannelPaddedConv2d))
@@ -84,6 +84,7 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
         // Parameters outlive any dispose scope of the caller, as nn.Conv2d's own do.
         weight = (Parameter)new Parameter(reference.weight!.detach().clone()).DetachFromDisposeScope();
         bias = (Parameter)new Parameter(reference.bias!.detach().clone()).DetachFromDisposeScope();
+        (_input, _output, _kernel) = (input, output, kernel);
         _stride = stride;
         _padding = padding;
         RegisterComponents();
@@ -107,9 +108,9 @@ public sealed class ChannelPaddedConv2d : nn.Module<Tensor, Tensor>
         // Output channels are padded where gradients flow (the float32 defect was in the input gradients)
         // and in bfloat16, whose forward was wrong for them too (a 24→1 UNet output layer without autograd);
         // a float32 forward without autograd skips the narrow copy of the output.
-        long output = weight.shape[0], padIn = InputPadding(weight.shape[1]);
+        long output = _output, padIn = InputPadding(_input);
         long padOut = torch.is_grad_enabled() || Autocast.Current is not null ? OutputPadding(output) : 0;
-        FlopCounter.Convolution(new ConvolutionShape(x.shape[0], weight.shape[1], output, weight.shape[2], _stride, x.shape[2], x.shape[3]));
+        if (FlopCounter.Counting) FlopCounter.Convolution(new ConvolutionShape(x.shape[0], _input, output, _kernel, _stride, x.shape[2], x.shape[3]));
         if (padIn == 0 && padOut == 0)
             return nn.functional.conv2d(Autocast.Cast(x), Autocast.Cast(weight), Autocast.Cast(bias), strides: [_stride, _stride], padding: [_padding, _padding]);
         using var scope = torch.NewDisposeScope();

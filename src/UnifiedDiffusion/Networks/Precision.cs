@@ -137,7 +137,7 @@ public sealed class MixedLinear : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        FlopCounter.MatrixProduct(x.numel() / x.shape[^1], weight.shape[1], weight.shape[0]);
+        if (FlopCounter.Counting) FlopCounter.MatrixProduct(x.numel() / x.shape[^1], weight.shape[1], weight.shape[0]);
         return nn.functional.linear(Autocast.Cast(x), Autocast.Cast(weight), bias is null ? null : Autocast.Cast(bias));
     }
 }
