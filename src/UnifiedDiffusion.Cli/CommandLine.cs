@@ -18,6 +18,7 @@ internal static class CommandLine
             TrainCommand.Create(),
             SampleCommand.Create(),
             EvalCommand.Create(),
+            LossCommand.Create(),
             RecipesCommand.Create(),
             BenchCommand.Create(),
             DataCommand.Create(),

@@ -176,6 +176,12 @@ internal static class EvalCommand
             var results = new List<EvaluationResult>();
             foreach (var request in requests)
             {
+                if (request.Sampler == FamilyModel.ReferenceSampler)
+                {
+                    if (experiment is null) throw new UdmException("the data row measures a run's data set; use --run, or draw the mixture with `udm sample`.") { Subject = "sampler" };
+                    if (results.All(q => q.Sampler != FamilyModel.ReferenceSampler)) results.Add(experiment.Model.EvaluateReference(n, s));
+                    continue;
+                }
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
                 var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
                 {
@@ -267,6 +273,28 @@ internal static class MetricsTable
     }
 
     private static string Format(double v) => v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0") : Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
+}
+
+internal static class LossCommand
+{
+    public static Command Create()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "run folders written by `udm train`", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string>("--out") { Description = "the PNG to write", Required = true };
+        var command = new Command("loss", "Overlay the training-loss curves of several runs in one PNG (moving averages on a log scale), e.g. the same recipe in fp32 and bf16.")
+        {
+            runs, output,
+        };
+        command.SetAction(r =>
+        {
+            var curves = r.GetValue(runs)!.Select(run => (Label: Path.GetFileName(Path.TrimEndingDirectorySeparator(run)), Losses: Experiment.ReadLosses(run))).ToList();
+            string path = r.GetValue(output)!;
+            Plots.LossCurves(path, curves);
+            Console.WriteLine($"wrote {path}: {string.Join(", ", curves.Select(c => $"{c.Label} ({c.Losses.Count} steps, last 100 mean {c.Losses.TakeLast(100).Average():F4})"))}");
+            return 0;
+        });
+        return command;
+    }
 }
 
 internal static class RecipesCommand

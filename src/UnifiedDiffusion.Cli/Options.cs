@@ -37,7 +37,7 @@ internal static class Options
     {
         private readonly Option<string?> _sampler = new("--sampler")
         {
-            Description = $"sampler, by family: {SamplerCatalog.Describe()}. eval takes a comma list, or all",
+            Description = $"sampler, by family: {SamplerCatalog.Describe()}. eval takes a comma list, or all, and in every family data: real samples through the same metrics (the reference row)",
         };
         private readonly Option<string?> _steps = new("--steps") { Description = "reverse steps (network evaluations); default 50, or the sequence length for text, T for cold; eval takes a comma list such as 10,20,50" };
         private readonly Option<double?> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 deterministic, 1 DDPM-like noise); for cold interpolate, σ̃" };

@@ -38,34 +38,55 @@ public static class Plots
     }
 
     /// <summary>The training loss per step, with a moving average, on a log scale.</summary>
-    public static void LossCurve(string path, IReadOnlyList<float> losses)
+    public static void LossCurve(string path, IReadOnlyList<float> losses) => LossCurves(path, [("loss", losses)]);
+
+    /// <summary>
+    /// Training-loss curves on one log-scale axis, each as a moving average over 1/50 of its steps,
+    /// so runs of different precisions or seeds compare at a glance. A single curve also shows its
+    /// raw per-step losses.
+    /// </summary>
+    public static void LossCurves(string path, IReadOnlyList<(string Label, IReadOnlyList<float> Losses)> curves)
     {
-        if (losses.Count == 0) return;
+        curves = curves.Where(c => c.Losses.Count > 0).ToList();
+        if (curves.Count == 0) return;
         var plot = NewPlot();
-        var steps = Enumerable.Range(1, losses.Count).Select(i => (double)i).ToArray();
-        var raw = losses.Select(l => Math.Log10(Math.Max(l, 1e-12))).ToArray();
-        var raws = plot.Add.ScatterLine(steps, raw);
-        raws.LineWidth = 1;
-        raws.Color = Colors.Gray.WithAlpha(0.4);
-        raws.LegendText = "loss";
-        int window = Math.Max(1, losses.Count / 50);
-        var smooth = new double[raw.Length];
-        double sum = 0;
-        for (int i = 0; i < raw.Length; i++)
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int c = 0; c < curves.Count; c++)
         {
-            sum += raw[i];
-            if (i >= window) sum -= raw[i - window];
-            smooth[i] = sum / Math.Min(i + 1, window);
+            var (label, losses) = curves[c];
+            var steps = Enumerable.Range(1, losses.Count).Select(i => (double)i).ToArray();
+            var raw = losses.Select(l => Math.Log10(Math.Max(l, 1e-12))).ToArray();
+            if (curves.Count == 1)
+            {
+                var raws = plot.Add.ScatterLine(steps, raw);
+                raws.LineWidth = 1;
+                raws.Color = Colors.Gray.WithAlpha(0.4);
+                raws.LegendText = label;
+            }
+            int window = Math.Max(1, losses.Count / 50);
+            var line = plot.Add.ScatterLine(steps, MovingAverage(raw, window));
+            line.LineWidth = 2;
+            line.Color = curves.Count == 1 ? Colors.Blue : palette.GetColor(c);
+            line.LegendText = curves.Count == 1 ? $"moving average ({window} steps)" : $"{label} (moving average, {window} steps)";
         }
-        var line = plot.Add.ScatterLine(steps, smooth);
-        line.LineWidth = 2;
-        line.Color = Colors.Blue;
-        line.LegendText = $"moving average ({window} steps)";
         plot.Title("Training loss");
         plot.XLabel("step");
         plot.YLabel("log10 loss");
         plot.ShowLegend();
         Save(path, plot.GetImage(800, 500));
+    }
+
+    private static double[] MovingAverage(double[] values, int window)
+    {
+        var smooth = new double[values.Length];
+        double sum = 0;
+        for (int i = 0; i < values.Length; i++)
+        {
+            sum += values[i];
+            if (i >= window) sum -= values[i - window];
+            smooth[i] = sum / Math.Min(i + 1, window);
+        }
+        return smooth;
     }
 
     /// <summary>

@@ -159,6 +159,16 @@ public sealed class Experiment
     /// <summary>Draws <paramref name="count"/> samples with any sampler of the run's family.</summary>
     public Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null) => Model.Sample(request, count, seed, options);
 
+    /// <summary>The per-step training losses a run folder's loss.csv holds (written at every checkpoint).</summary>
+    public static IReadOnlyList<float> ReadLosses(string runDir)
+    {
+        string path = Path.Combine(runDir, Files.LossCsv);
+        if (!File.Exists(path))
+            throw new UdmException($"{runDir} has no {Files.LossCsv}: name a run folder written by `udm train`.");
+        return File.ReadLines(path).Skip(1).Where(l => l.Length > 0)
+            .Select(l => float.Parse(l[(l.IndexOf(',') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+    }
+
     private static void WriteLossFiles(string runDir, IReadOnlyList<float> losses)
     {
         AtomicFile.WriteAllText(Path.Combine(runDir, Files.LossCsv),

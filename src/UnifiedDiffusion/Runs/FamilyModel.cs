@@ -103,6 +103,22 @@ public abstract class FamilyModel
     public abstract EvaluationResult Evaluate(SamplerRequest request, int count, long seed, SamplingOptions? options = null);
 
     /// <summary>
+    /// The reference row of an evaluation: <paramref name="count"/> real samples
+    /// (<see cref="Modality.ReferenceSamples"/>) through the same metrics, as sampler <c>data</c>,
+    /// so that a reader sees how far samples are from real data at the same n.
+    /// </summary>
+    public EvaluationResult EvaluateReference(int count, long seed)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var samples = Modality.ReferenceSamples(count, seed);
+        var metrics = Modality.Judge(samples, seed);
+        return new EvaluationResult(Modality.Data.Train.Name, Family, ReferenceSampler, 0, (int)samples.shape[0], clock.Elapsed.TotalSeconds, metrics);
+    }
+
+    /// <summary>The sampler name of <see cref="EvaluateReference"/>'s row, accepted by <c>udm eval</c> in every family.</summary>
+    public const string ReferenceSampler = "data";
+
+    /// <summary>
     /// Samples and writes them to <paramref name="path"/> for a person to look at, as <c>udm sample</c>
     /// does; a <paramref name="template"/> holds characters fixed (text families). Returns what was written.
     /// </summary>

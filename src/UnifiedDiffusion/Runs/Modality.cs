@@ -69,6 +69,13 @@ public abstract class Modality
     /// generator itself for generated data. Dispose it if it is <see cref="IDisposable"/>.
     /// </summary>
     public abstract IDataSource HeldOutData(int count);
+
+    /// <summary>
+    /// <paramref name="count"/> real samples that the metrics do not compare against, for the
+    /// reference (<c>data</c>) row of an evaluation: training samples drawn with <paramref name="seed"/>
+    /// (fresh draws of generated data; for images, the metrics' reference is the held-out set).
+    /// </summary>
+    public virtual Tensor ReferenceSamples(int count, long seed) => Data.Train.Sample(count, new Generator((ulong)seed), Device);
 }
 
 /// <summary>Low-dimensional points (the toy sets): an MLP, scatter plots or CSV, sliced W2 and the mixture's log-density.</summary>
@@ -250,6 +257,10 @@ public sealed class TextModality : Modality
 
     /// <inheritdoc />
     public override IDataSource HeldOutData(int count) => Test;
+
+    /// <inheritdoc />
+    /// <remarks>Held-out sequences: the text metrics' n-gram model is fitted to the training set.</remarks>
+    public override Tensor ReferenceSamples(int count, long seed) => HeldOutSequences(count);
 
     /// <summary>The first <paramref name="count"/> held-out sequences, in order, on the device.</summary>
     public Tensor HeldOutSequences(int count) => Test.Sequences.narrow(0, 0, Math.Min(count, (int)Test.Sequences.shape[0])).to(Device);

@@ -101,7 +101,7 @@ public sealed class TokenFamilyModel : FamilyModel
         if (kernel is null)
         {
             LastEvaluations = (0, 0, 0);
-            return _text.HeldOutSequences(count);
+            return _text.ReferenceSamples(count, seed);
         }
         int steps = Math.Min(StepCount(request), Length);
         int[] grid;

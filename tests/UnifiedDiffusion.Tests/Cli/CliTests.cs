@@ -134,6 +134,41 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void EvalDataRowPutsRealSamplesThroughTheSameMetricsOnce()
+    {
+        string run = Path.Combine(_root, "data-row");
+        Experiment.Create(TrainingTests.Small(3, checkpointEvery: 3)).Train(run);
+        var (code, output) = RunPrinting("eval", "--run", run, "--sampler", "data,ddim", "--steps", "3,5", "--count", "1000", "--json");
+        Assert.Equal(0, code);
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var rows = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(["data", "ddim", "ddim"], rows.Select(row => row.GetProperty("sampler").GetString()));
+        Assert.Equal(0, rows[0].GetProperty("steps").GetInt32());
+        Assert.Equal(1000, rows[0].GetProperty("count").GetInt32());
+        // Fresh draws of the ring sit at sliced W2's finite-n floor (0.1–0.2 at n = 1,000, two independent
+        // sets); a network trained for 3 steps is far above it.
+        double data = rows[0].GetProperty("sliced_w2").GetDouble(), model = rows[1].GetProperty("sliced_w2").GetDouble();
+        Assert.InRange(data, 0.01, 0.3);
+        Assert.True(model > 2 * data, $"data row {data}, 3-step model {model}");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "data"), "--sampler: the data row measures a run's data set");
+    }
+
+    [Fact]
+    public void LossOverlaysRunsInOnePng()
+    {
+        string a = Path.Combine(_root, "loss-a"), b = Path.Combine(_root, "loss-b"), png = Path.Combine(_root, "overlay.png");
+        Experiment.Create(TrainingTests.Small(6, checkpointEvery: 6)).Train(a);
+        Experiment.Create(TrainingTests.Small(4, checkpointEvery: 4)).Train(b);
+        var (code, output) = RunPrinting("loss", a, b, "--out", png);
+        Assert.Equal(0, code);
+        Assert.Contains("loss-a (6 steps", output);
+        Assert.Contains("loss-b (4 steps", output);
+        using var image = SkiaSharp.SKBitmap.Decode(png);
+        Assert.Equal(800, image.Width);
+        AssertOneLineError(Run("loss", _root, "--out", png), "has no loss.csv");
+    }
+
+    [Fact]
     public void OracleEvalPrintsJsonWithSlicedW2AndLogDensity()
     {
         var (code, output) = RunPrinting("eval", "--oracle", "gmm8", "--sampler", "ddim", "--steps", "20", "--count", "500", "--json");

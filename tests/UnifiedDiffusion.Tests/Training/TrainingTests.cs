@@ -63,11 +63,15 @@ public sealed class TrainingTests : IDisposable
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(_root, "a", Experiment.Files.TensorBoard), "*tfevents*", SearchOption.AllDirectories));
     }
 
-    [Fact]
-    public void NonFiniteLossStopsWithMessageAndKeepsLastGoodCheckpoint()
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]
+    public void NonFiniteLossStopsWithMessageAndKeepsLastGoodCheckpoint(string precision)
     {
-        string dir = Path.Combine(_root, "nan");
+        if (precision == "bf16" && !UnifiedDiffusion.Tests.Networks.PrecisionTests.Bf16Units()) return;
+        string dir = Path.Combine(_root, "nan-" + precision);
         var network = new MlpDenoiser(2, new MlpConfig(16, 1, 8));
+        Precisions.Apply(network, Precisions.Parse(precision));
         int calls = 0;
         Tensor Loss(Tensor x0, Generator g)
         {
@@ -78,7 +82,9 @@ public sealed class TrainingTests : IDisposable
         var error = Assert.Throws<UdmException>(() => trainer.Run(dir));
         Assert.Contains("NaN", error.Message);
         Assert.Contains("step 5", error.Message);
-        Assert.Equal(4, Checkpoint.Load(Path.Combine(dir, Checkpoint.FileName)).Step);
+        var kept = Checkpoint.Load(Path.Combine(dir, Checkpoint.FileName));
+        Assert.Equal(4, kept.Step);
+        Assert.All(kept.Losses, l => Assert.True(float.IsFinite(l))); // the kept checkpoint predates the NaN
     }
 
     [Fact]
