@@ -18,6 +18,8 @@ internal static class CommandLine
             TrainCommand.Create(),
             SampleCommand.Create(),
             EvalCommand.Create(),
+            ExportCommand.Create(),
+            ImportCommand.Create(),
             LossCommand.Create(),
             RecipesCommand.Create(),
             BenchCommand.Create(),

@@ -275,6 +275,51 @@ internal static class MetricsTable
     private static string Format(double v) => v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0") : Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
 }
 
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var run = new Option<string>("--run") { Description = "run folder written by `udm train` (or `udm import`)", Required = true };
+        var output = new Option<string>("--out") { Description = "the folder to write: config.json, model.safetensors (EMA weights, float32, PyTorch twin names), scheduler_config.json (diffusers keys), README.md", Required = true };
+        var force = new Option<bool>("--force") { Description = "replace a non-empty --out folder" };
+        var command = new Command("export", "Export a trained model as a folder laid out like a diffusers model, for PyTorch (interop/pytorch) or `udm import`.")
+        {
+            run, output, force,
+        };
+        command.SetAction(r =>
+        {
+            string folder = r.GetValue(output)!;
+            var experiment = Experiment.Load(r.GetValue(run)!, progress: SampleCommand.DataProgress());
+            ModelExport.Export(experiment, folder, r.GetValue(force));
+            long bytes = new FileInfo(Path.Combine(folder, ModelExport.Files.Weights)).Length;
+            Console.WriteLine($"wrote {folder}: {string.Join(", ", Directory.GetFiles(folder).Select(Path.GetFileName).Order())} ({bytes / 1e6:0.0} MB of weights)");
+            return 0;
+        });
+        return command;
+    }
+}
+
+internal static class ImportCommand
+{
+    public static Command Create()
+    {
+        var folder = new Argument<string>("folder") { Description = "a folder written by `udm export` (model.safetensors, or a PyTorch model.pth state dict, with config.json)" };
+        var output = new Option<string>("--out") { Description = "the new run folder", Required = true };
+        var command = new Command("import", "Turn an exported model folder into a run that `udm sample` and `udm eval` take (weights checked tensor by tensor first).")
+        {
+            folder, output,
+        };
+        command.SetAction(r =>
+        {
+            string runDir = r.GetValue(output)!;
+            var experiment = ModelExport.Import(r.GetValue(folder)!, runDir, SampleCommand.DataProgress());
+            Console.WriteLine($"wrote run {runDir}: {experiment.Config.Family} on {experiment.Config.Data}, {NetworkInfo.ParameterCount(experiment.Model.Network):N0} parameters; try `udm sample --run {runDir}`");
+            return 0;
+        });
+        return command;
+    }
+}
+
 internal static class LossCommand
 {
     public static Command Create()

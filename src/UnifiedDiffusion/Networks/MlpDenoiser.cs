@@ -15,8 +15,16 @@ public sealed record MlpConfig(int Hidden = 256, int Depth = 3, int TimeEmbeddin
 /// embedding of t are concatenated, then passed through <c>Depth</c> SiLU layers with residual
 /// connections. Output has the input's width (ε, x_0 or v, depending on the prediction type).
 /// </summary>
-public sealed class MlpDenoiser : nn.Module<Tensor, Tensor, Tensor>, IMixedPrecision
+public sealed class MlpDenoiser : nn.Module<Tensor, Tensor, Tensor>, IMixedPrecision, ITwinNetwork
 {
+    private readonly IReadOnlyDictionary<string, object?> _twinConfig;
+
+    /// <inheritdoc />
+    public string TwinModel => "mlp";
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> TwinConfig => _twinConfig;
+
     private readonly SinusoidalEmbedding _timeFeatures;
     private readonly Sequential _timeMlp;
     private readonly MixedLinear _input;
@@ -26,6 +34,10 @@ public sealed class MlpDenoiser : nn.Module<Tensor, Tensor, Tensor>, IMixedPreci
     /// <summary>Creates the network for <paramref name="dimension"/>-dimensional data.</summary>
     public MlpDenoiser(int dimension, MlpConfig config) : base(nameof(MlpDenoiser))
     {
+        _twinConfig = new Dictionary<string, object?>
+        {
+            ["Dimension"] = dimension, [nameof(MlpConfig.Hidden)] = config.Hidden, [nameof(MlpConfig.Depth)] = config.Depth, [nameof(MlpConfig.TimeEmbedding)] = config.TimeEmbedding,
+        };
         _timeFeatures = new SinusoidalEmbedding(config.TimeEmbedding);
         _timeMlp = nn.Sequential(new MixedLinear(config.TimeEmbedding, config.Hidden), nn.SiLU(), new MixedLinear(config.Hidden, config.Hidden));
         _input = new MixedLinear(dimension + config.Hidden, config.Hidden);

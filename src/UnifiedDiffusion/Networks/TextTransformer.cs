@@ -31,8 +31,16 @@ public sealed record TransformerConfig(int Dimension = 256, int Layers = 4, int 
 /// fast on CPU at L ≤ 32. With a latent width the input is a continuous sequence [B, L, width]
 /// (the encoding model's latent), projected linearly instead of embedded.
 /// </summary>
-public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>, IMixedPrecision
+public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>, IMixedPrecision, ITwinNetwork
 {
+    private readonly IReadOnlyDictionary<string, object?> _twinConfig;
+
+    /// <inheritdoc />
+    public string TwinModel => "transformer";
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> TwinConfig => _twinConfig;
+
     private readonly Embedding? _tokens;
     private readonly MixedLinear? _latentInput;
     private readonly Embedding _positions;
@@ -51,6 +59,12 @@ public sealed class TextTransformer : nn.Module<Tensor, Tensor, Tensor>, IMixedP
     public TextTransformer(int vocabSize, int length, TransformerConfig config, int levels, int? latentWidth = null) : base(nameof(TextTransformer))
     {
         config.Validate();
+        _twinConfig = new Dictionary<string, object?>
+        {
+            [nameof(TransformerConfig.Dimension)] = config.Dimension, [nameof(TransformerConfig.Layers)] = config.Layers,
+            [nameof(TransformerConfig.Heads)] = config.Heads, [nameof(TransformerConfig.FeedForward)] = config.FeedForward,
+            [nameof(TransformerConfig.Dropout)] = config.Dropout, ["VocabSize"] = vocabSize, ["Length"] = length, ["Levels"] = levels, ["LatentWidth"] = latentWidth,
+        };
         _length = length;
         _maxLevel = levels;
         if (latentWidth is int width) _latentInput = new MixedLinear(width, config.Dimension);

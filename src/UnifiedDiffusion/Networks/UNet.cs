@@ -80,8 +80,20 @@ public sealed record UNetConfig(
 /// Activations stay NCHW: channels-last made the convolutions 1.2–1.5× faster but libtorch 2.10's
 /// channels-last GroupNorm 20× slower, so the whole pass was twice as slow.
 /// </remarks>
-public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalNetwork, IMixedPrecision
+public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalNetwork, IMixedPrecision, ITwinNetwork
 {
+    /// <inheritdoc />
+    public string TwinModel => "unet";
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> TwinConfig => new Dictionary<string, object?>
+    {
+        [nameof(UNetConfig.InChannels)] = Config.InChannels, [nameof(UNetConfig.BaseChannels)] = Config.BaseChannels,
+        [nameof(UNetConfig.ChannelMultipliers)] = Config.ChannelMultipliers.ToArray(), [nameof(UNetConfig.ResBlocksPerLevel)] = Config.ResBlocksPerLevel,
+        [nameof(UNetConfig.AttentionAtLowest)] = Config.AttentionAtLowest, [nameof(UNetConfig.TimeEmbedding)] = Config.TimeEmbedding,
+        [nameof(UNetConfig.ClassCount)] = Config.ClassCount, [nameof(UNetConfig.Dropout)] = Config.Dropout,
+    };
+
     private readonly SinusoidalEmbedding _timeFeatures;
     private readonly Sequential _timeMlp;
     private readonly Embedding? _classEmbedding;
