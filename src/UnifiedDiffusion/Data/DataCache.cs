@@ -120,10 +120,28 @@ public sealed class DataCache
         _catalog = catalog ?? DataCatalog.All;
     }
 
-    /// <summary><c>$UDM_DATA</c> when set, otherwise <c>~/.cache/udm</c>.</summary>
-    public static string DefaultRoot =>
-        Environment.GetEnvironmentVariable("UDM_DATA") is { Length: > 0 } root ? root
-        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "udm");
+    /// <summary>
+    /// <c>$UDM_DATA</c> when set, otherwise <c>$XDG_CACHE_HOME/udm</c> (the XDG base-directory
+    /// convention), otherwise <c>$HOME/.cache/udm</c>. Without any of them there is no sensible
+    /// place, and a one-line error says which variable to set (never a folder relative to the
+    /// working directory).
+    /// </summary>
+    public static string DefaultRoot
+    {
+        get
+        {
+            if (Environment.GetEnvironmentVariable("UDM_DATA") is { Length: > 0 } root) return root;
+            if (Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg && Path.IsPathRooted(xdg)) return Path.Combine(xdg, "udm");
+            // HOME itself, not .NET's UserProfile: that falls back to the password database when HOME is
+            // unset and returns "" when the folder does not exist yet.
+            string home = (OperatingSystem.IsWindows()
+                ? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile, Environment.SpecialFolderOption.DoNotVerify)
+                : Environment.GetEnvironmentVariable("HOME")) ?? "";
+            if (home.Length == 0 || !Path.IsPathRooted(home))
+                throw new UdmException("no data cache folder: HOME is not set; set UDM_DATA (or XDG_CACHE_HOME) to a writable folder, e.g. `export UDM_DATA=/tmp/udm-data`.");
+            return Path.Combine(home, ".cache", "udm");
+        }
+    }
 
     /// <summary>The cache folder.</summary>
     public string Root { get; }

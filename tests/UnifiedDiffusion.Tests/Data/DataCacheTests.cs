@@ -124,6 +124,38 @@ public sealed class DataCacheTests : IDisposable
         Assert.Contains("poems", e.Message);
     }
 
+    /// <summary>Runs `udm data list` in a child process with the given cache variables (the others removed).</summary>
+    private static (int Code, string Output, string Error) DataListWith(params (string Name, string Value)[] variables)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet", [typeof(UnifiedDiffusion.Cli.CommandLine).Assembly.Location, "data", "list"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        foreach (var name in new[] { "HOME", "UDM_DATA", "XDG_CACHE_HOME" }) info.Environment.Remove(name);
+        info.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
+        info.Environment["COLUMNS"] = "300";
+        foreach (var (name, value) in variables) info.Environment[name] = value;
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var error = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, output, error.Result);
+    }
+
+    [Fact]
+    public void TheCacheRootFollowsXdgAndAMissingHomeIsOneLine()
+    {
+        var (code, output, stderr) = DataListWith(("XDG_CACHE_HOME", _root), ("HOME", "/nonexistent-home"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains(Path.Combine(_root, "udm"), output);
+        (code, output, stderr) = DataListWith(("XDG_CACHE_HOME", "relative/ignored"), ("HOME", _root));
+        Assert.True(code == 0, stderr);
+        Assert.Contains(Path.Combine(_root, ".cache", "udm"), output);
+        var (failed, _, error) = DataListWith();
+        Assert.Equal(2, failed);
+        Assert.Equal("udm: error: no data cache folder: HOME is not set; set UDM_DATA (or XDG_CACHE_HOME) to a writable folder, e.g. `export UDM_DATA=/tmp/udm-data`.", error.Trim());
+    }
+
     [Fact]
     public void TheCacheRootFollowsUdmData()
     {
