@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from networks import TextTransformer, TransformerConfig, UNet, UNetConfig, parameter_count  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "interop", "pytorch"))
+from udm_torch.networks import TextTransformer, TransformerConfig, UNet, UNetConfig, parameter_count  # noqa: E402
 from toy_mlp import MlpDenoiser, gmm8  # noqa: E402
 
 PAD, UNK, MASK, FIRST_REGULAR = 0, 1, 2, 3

@@ -3,41 +3,12 @@
 Prints one JSON object. Run with Debian's python3-torch (bench/install-pytorch.sh):
     /usr/bin/python3 bench/pytorch/toy_mlp.py --threads 2
 """
-import argparse, json, math, statistics, time
+import argparse, json, math, os, statistics, sys, time
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-class Sinusoidal(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, t):
-        half = self.dim // 2
-        freqs = torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(10000.0) / half))
-        angles = t.float()[:, None] * freqs[None, :]
-        return torch.cat([angles.sin(), angles.cos()], 1)
-
-
-class MlpDenoiser(nn.Module):
-    """Mirror of UnifiedDiffusion.Networks.MlpDenoiser."""
-
-    def __init__(self, dim=2, hidden=256, depth=3, temb=64):
-        super().__init__()
-        self.time_features = Sinusoidal(temb)
-        self.time_mlp = nn.Sequential(nn.Linear(temb, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.input = nn.Linear(dim + hidden, hidden)
-        self.hidden = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])
-        self.output = nn.Linear(hidden, dim)
-
-    def forward(self, x, t):
-        e = self.time_mlp(self.time_features(t))
-        h = F.silu(self.input(torch.cat([x, e], 1)))
-        for layer in self.hidden:
-            h = h + F.silu(layer(h))
-        return self.output(h)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "interop", "pytorch"))
+from udm_torch.networks import MlpDenoiser  # noqa: E402  (the twin of UnifiedDiffusion.Networks.MlpDenoiser)
 
 
 def schedule(T=1000, b0=1e-4, b1=0.02):

@@ -1,12 +1,17 @@
 """PyTorch twins of the C# networks in src/UnifiedDiffusion/Networks, module for module.
 
 Attribute names are the C# field names without the leading underscore. TorchSharp 0.107 keeps the
-underscore in state-dict names ("_down.0._conv1.weight"), so a state dict exported by WeightExport
-(bench/pytorch/weights.py) maps 1:1 through `csharp_name`, which strips a leading "_" per segment. Masks, suppression and the diffusion
-processes are not part of the networks and are not mirrored here.
+underscore in state-dict names ("_down.0._conv1.weight"); `udm export` writes the twins' names
+("down.0.conv1.weight", see `twin_name`), so an exported model.safetensors loads with
+`load_state_dict(strict=True)`. Masks, suppression and the diffusion processes are not part of the
+networks (see losses.py).
 
-    UNet(UNetConfig)                 <-> UnifiedDiffusion.Networks.UNet
-    TextTransformer(vocab, length, TransformerConfig, levels) <-> UnifiedDiffusion.Networks.TextTransformer
+    UNet(UNetConfig)                 <-> UnifiedDiffusion.Networks.UNet                  ("unet")
+    TextTransformer(vocab, length, TransformerConfig, levels, latent_width=None)
+                                     <-> UnifiedDiffusion.Networks.TextTransformer       ("transformer")
+    MlpDenoiser(MlpConfig)           <-> UnifiedDiffusion.Networks.MlpDenoiser           ("mlp")
+
+`build(model, config)` makes the twin named in an exported config.json's "network" section.
 """
 import math
 from dataclasses import dataclass, field, fields
@@ -16,9 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def csharp_name(name):
-    """Maps a TorchSharp state-dict name to the twin's name (a leading '_' per segment is dropped)."""
+def twin_name(name):
+    """Maps a TorchSharp state-dict name to the twin's name (a leading '_' per segment is dropped),
+    as UnifiedDiffusion.Networks.TwinNames.FromTorchSharp does."""
     return ".".join(part[1:] if part.startswith("_") else part for part in name.split("."))
+
 
 
 def _from_dict(cls, values):
@@ -250,41 +257,93 @@ class TransformerBlock(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """(tokens int64 [B, L], level int64 [B]) -> logits [B, L, V]; levels are clamped to 0..levels."""
+    """(tokens int64 [B, L], level int64 [B]) -> logits [B, L, V]; levels are clamped to 0..levels.
+    With `latent_width` the input is a continuous sequence [B, L, width] (the encoding model's
+    latent), projected by `latentInput` instead of embedded by `tokens`."""
 
-    def __init__(self, vocab_size, length, config: TransformerConfig, levels):
+    def __init__(self, vocab_size, length, config: TransformerConfig, levels, latent_width=None):
         super().__init__()
         self.length = length
         self.max_level = levels
-        self.tokens = nn.Embedding(vocab_size, config.Dimension)
+        if latent_width is not None:
+            self.latentInput = nn.Linear(int(latent_width), config.Dimension)
+        else:
+            self.tokens = nn.Embedding(vocab_size, config.Dimension)
         self.positions = nn.Embedding(length, config.Dimension)
         self.levels = nn.Embedding(levels + 1, config.Dimension)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.Layers)])
         self.final = nn.LayerNorm(config.Dimension)
         self.output = nn.Linear(config.Dimension, vocab_size)
         with torch.no_grad():
-            for embedding in (self.tokens, self.positions, self.levels):
-                nn.init.normal_(embedding.weight, 0, 0.02)
+            for embedding in (getattr(self, "tokens", None), self.positions, self.levels):
+                if embedding is not None:
+                    nn.init.normal_(embedding.weight, 0, 0.02)
 
     def forward(self, tokens, level):
+        rank = 3 if hasattr(self, "latentInput") else 2
+        if tokens.dim() != rank or tokens.shape[1] != self.length:
+            raise ValueError(f"the input must be [B, {self.length}{', width' if rank == 3 else ''}], got {list(tokens.shape)}")
         positions = torch.arange(self.length, dtype=torch.int64, device=tokens.device)
-        h = self.tokens(tokens) + self.positions(positions).unsqueeze(0) \
+        embedded = self.latentInput(tokens) if rank == 3 else self.tokens(tokens)
+        h = embedded.float() + self.positions(positions).unsqueeze(0) \
             + self.levels(level.to(torch.int64).clamp(0, self.max_level)).unsqueeze(1)
         for block in self.blocks:
             h = block(h)
         return self.output(self.final(h))
 
 
+# ---------------------------------------------------------------- MlpDenoiser (MlpDenoiser.cs)
+
+@dataclass
+class MlpConfig:
+    Dimension: int = 2
+    Hidden: int = 256
+    Depth: int = 3
+    TimeEmbedding: int = 64
+
+    @staticmethod
+    def from_dict(values):
+        return _from_dict(MlpConfig, values)
+
+
+class MlpDenoiser(nn.Module):
+    """(x_t [B, d], t [B]) -> [B, d]: silu(input(cat(x, timeMlp(sin(t))))), then Depth residual SiLU layers."""
+
+    def __init__(self, config: MlpConfig = None):
+        super().__init__()
+        config = config or MlpConfig()
+        self.config = config
+        self.timeFeatures = SinusoidalEmbedding(config.TimeEmbedding)
+        self.timeMlp = nn.Sequential(nn.Linear(config.TimeEmbedding, config.Hidden), nn.SiLU(), nn.Linear(config.Hidden, config.Hidden))
+        self.input = nn.Linear(config.Dimension + config.Hidden, config.Hidden)
+        self.hidden = nn.ModuleList([nn.Linear(config.Hidden, config.Hidden) for _ in range(config.Depth)])
+        self.output = nn.Linear(config.Hidden, config.Dimension)
+
+    def forward(self, x, t):
+        embedding = self.timeMlp(self.timeFeatures(t))
+        h = F.silu(self.input(torch.cat([x, embedding], 1)))
+        for layer in self.hidden:
+            h = h + F.silu(layer(h))
+        return self.output(h)
+
+
 def parameter_count(module):
     return sum(p.numel() for p in module.parameters())
 
 
+MODELS = ("unet", "transformer", "mlp")
+
+
 def build(model, config):
-    """The twin for `model` ("unet" or "transformer") from a dict with the C# property names
-    (the transformer also needs VocabSize, Length and Levels)."""
+    """The twin for `model` ("unet", "transformer" or "mlp") from a dict with the C# property names,
+    as config.json's network.config holds them (the transformer also needs VocabSize, Length and
+    Levels, and LatentWidth for a latent input; the MLP takes Dimension, Hidden, Depth, TimeEmbedding)."""
+    config = config or {}
     if model == "unet":
         return UNet(UNetConfig.from_dict(config))
     if model == "transformer":
         return TextTransformer(int(config["VocabSize"]), int(config["Length"]), TransformerConfig.from_dict(config),
-                               int(config.get("Levels", config["Length"])))
-    raise ValueError(f"unknown model {model!r}; use unet or transformer")
+                               int(config.get("Levels") or config["Length"]), config.get("LatentWidth"))
+    if model == "mlp":
+        return MlpDenoiser(MlpConfig.from_dict(config))
+    raise ValueError(f"unknown model {model!r}; the twins are {', '.join(MODELS)}")
