@@ -205,7 +205,7 @@ internal static class BenchCommand
             if (pythonParameters is JsonElement counts && counts.TryGetProperty(key, out var c))
             {
                 theirs = c.GetInt64();
-                if (theirs != mine) throw new UdmException($"parameter counts differ for {key}: C# {mine}, PyTorch {theirs}; the twins in bench/pytorch/networks.py no longer match.");
+                if (theirs != mine) throw new UdmException($"parameter counts differ for {key}: C# {mine}, PyTorch {theirs}; the twins in interop/pytorch/udm_torch/networks.py no longer match.");
             }
             rows.Add(new Row($"params.{key}", w.Suite, $"parameters, {key} network (checked equal)", "count", mine, theirs, [], []));
         }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
 using UnifiedDiffusion.Core;
+using UnifiedDiffusion.Interop;
 using UnifiedDiffusion.Networks;
 using UnifiedDiffusion.Runs;
 using static TorchSharp.torch;
@@ -45,7 +46,11 @@ internal static class PythonSide
         return RunJson(self, args, python: false);
     }
 
-    /// <summary>Exports one forward pass of the MNIST UNet and the poem Transformer with shared random weights and checks the twins.</summary>
+    /// <summary>
+    /// Exports one forward pass of the MNIST UNet and the poem Transformer with shared random weights
+    /// (<see cref="TwinExport"/>: safetensors in the layout of <c>udm export</c>) and checks the twins
+    /// with bench/pytorch/check_parity.py.
+    /// </summary>
     public static List<JsonElement> Parity(string folder)
     {
         var results = new List<JsonElement>();
@@ -60,8 +65,7 @@ internal static class PythonSide
             var t = torch.tensor(new long[] { 1, 10, 500, 1000 });
             var output = network.forward(x, t);
             string dir = Path.Combine(folder, "unet-mnist");
-            WeightExport.Save(network, dir, new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t, ["output"] = output });
-            WriteExport(dir, "unet", config, network);
+            TwinExport.Write(network, dir, new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t, ["output"] = output });
             results.Add(RunJson(Python, [Script("check_parity.py"), dir]));
         }
         {
@@ -74,8 +78,7 @@ internal static class PythonSide
             var level = torch.tensor(new long[] { 0, 1, 13, 20 });
             var output = network.forward(tokens, level);
             string dir = Path.Combine(folder, "transformer");
-            WeightExport.Save(network, dir, new Dictionary<string, Tensor> { ["tokens"] = tokens, ["level"] = level, ["output"] = output });
-            WriteExport(dir, "transformer", new { config.Dimension, config.Layers, config.Heads, config.FeedForward, config.Dropout, VocabSize = vocab, Length = length, Levels = length }, network);
+            TwinExport.Write(network, dir, new Dictionary<string, Tensor> { ["tokens"] = tokens, ["level"] = level, ["output"] = output });
             results.Add(RunJson(Python, [Script("check_parity.py"), dir]));
         }
         return results;
@@ -93,14 +96,6 @@ internal static class PythonSide
             else p.copy_(0.1 * noise);
         }
     }
-
-    private static void WriteExport(string folder, string model, object config, nn.Module network) =>
-        File.WriteAllText(Path.Combine(folder, "export.json"), JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["model"] = model,
-            ["config"] = config,
-            ["parameterCount"] = NetworkInfo.ParameterCount(network),
-        }));
 
     private static JsonElement RunJson(string program, IEnumerable<string> args, bool python = true)
     {

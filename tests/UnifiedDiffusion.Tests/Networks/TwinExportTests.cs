@@ -1,20 +1,25 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using TorchSharp;
-using UnifiedDiffusion.Core;
+using TorchSharp.PyBridge;
+using UnifiedDiffusion.Interop;
 using UnifiedDiffusion.Networks;
+using UnifiedDiffusion.Runs;
 using Xunit;
 using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Tests.Networks;
 
 /// <summary>
-/// The raw float32 + JSON weight exchange format (<see cref="WeightExport"/>), and the exports that
-/// bench/pytorch/check_parity.py compares with the PyTorch twins (trait Category=Parity; set
-/// UDM_PARITY_DIR to keep them, e.g. <c>UDM_PARITY_DIR=/tmp/parity dotnet test --filter Category=Parity</c>).
+/// Networks in the layout of <c>udm export</c> without a run (<see cref="TwinExport"/>): what the
+/// folder holds, and the exports that bench/pytorch/check_parity.py compares with the PyTorch twins
+/// (trait Category=Parity; set UDM_PARITY_DIR to keep them, e.g.
+/// <c>UDM_PARITY_DIR=/tmp/parity dotnet test --filter Category=Parity</c>, then
+/// <c>/usr/bin/python3 bench/pytorch/check_parity.py /tmp/parity/*</c>). The Python side runs in
+/// tests/UnifiedDiffusion.Tests/Interop.
 /// </summary>
-public sealed class WeightExportTests
+public sealed class TwinExportTests
 {
-    private static string NewFolder() => Path.Combine(Path.GetTempPath(), "udm-weights-tests-" + Guid.NewGuid().ToString("N"));
+    private static string NewFolder() => Path.Combine(Path.GetTempPath(), "udm-twin-tests-" + Guid.NewGuid().ToString("N"));
 
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype && a.equal(b).all().item<bool>();
 
@@ -42,10 +47,20 @@ public sealed class WeightExportTests
         }
     }
 
+    /// <summary>Copies the weights of a folder's model.safetensors into <paramref name="module"/> by twin name.</summary>
+    private static void LoadTwinWeights(nn.Module module, string folder)
+    {
+        var saved = Safetensors.LoadStateDict(Path.Combine(folder, ModelExport.Files.Weights));
+        var state = ModelExport.TwinStateDict(module);
+        Assert.Equal(state.Keys.Order(StringComparer.Ordinal), saved.Keys.Order(StringComparer.Ordinal));
+        using var noGrad = torch.no_grad();
+        foreach (var (name, target) in state) target.copy_(saved[name]);
+    }
+
     private static UNetConfig TinyUNet => new(InChannels: 2, BaseChannels: 8, ChannelMultipliers: [1, 2], ResBlocksPerLevel: 2, TimeEmbedding: 16, ClassCount: 3);
 
     [Fact]
-    public void UNetRoundTripGivesIdenticalOutputs()
+    public void FolderHoldsTheNetworkSectionTwinNamedWeightsAndTheCheckTensors()
     {
         using var scope = torch.NewDisposeScope();
         string folder = NewFolder();
@@ -59,110 +74,42 @@ public sealed class WeightExportTests
             var labels = torch.tensor(new long[] { 0, 2, 3 });
             using var noGrad = torch.no_grad();
             var expected = source.Forward(x, t, labels);
-            WeightExport.Save(source, folder, new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t, ["output"] = expected });
+            TwinExport.Write(source, folder, new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t, ["labels"] = labels, ["output"] = expected });
+
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, ModelExport.Files.Config)))!;
+            Assert.Equal(ModelExport.Format, config["format"]!.GetValue<string>());
+            Assert.Equal("unet", config["network"]!["model"]!.GetValue<string>());
+            Assert.Equal(8, config["network"]!["config"]!["BaseChannels"]!.GetValue<int>());
+            Assert.Equal(NetworkInfo.ParameterCount(source), config["network"]!["parameters"]!.GetValue<long>());
+
+            var weights = Safetensors.LoadStateDict(Path.Combine(folder, ModelExport.Files.Weights));
+            Assert.Contains("down.0.conv1.weight", weights.Keys);
+            Assert.DoesNotContain(weights.Keys, n => n.Split('.').Any(part => part.StartsWith('_')));
+            Assert.Equal(NetworkInfo.ParameterCount(source), weights.Values.Sum(w => w.numel()));
 
             var copy = new UNet(TinyUNet);
             copy.eval();
             Assert.False(Same(copy.Forward(x, t, labels), expected));
-            WeightExport.Load(copy, folder);
+            LoadTwinWeights(copy, folder);
             Assert.True(Same(copy.Forward(x, t, labels), expected));
 
-            var extra = WeightExport.LoadExtra(folder);
-            Assert.Equal(["x", "t", "output"], extra.Keys);
-            Assert.True(Same(extra["x"], x));
-            Assert.Equal(ScalarType.Int64, extra["t"].dtype);
-            Assert.True(Same(extra["t"], t));
-            Assert.True(Same(extra["output"], expected));
+            var check = Safetensors.LoadStateDict(Path.Combine(folder, TwinExport.CheckFile));
+            Assert.Equal(["labels", "output", "t", "x"], check.Keys.Order(StringComparer.Ordinal));
+            Assert.Equal(ScalarType.Int64, check["t"].dtype);
+            Assert.True(Same(check["t"], t));
+            Assert.True(Same(check["output"], expected));
         }
         finally { Delete(folder); }
     }
 
     [Fact]
-    public void TransformerRoundTripGivesIdenticalOutputs()
+    public void ANetworkWithoutATwinIsRefused()
     {
-        using var scope = torch.NewDisposeScope();
-        string folder = NewFolder();
-        try
-        {
-            var config = new TransformerConfig(Dimension: 16, Layers: 2, Heads: 2, FeedForward: 32, Dropout: 0.1);
-            var source = new TextTransformer(11, 5, config, 5);
-            source.eval();
-            var tokens = torch.randint(0, 11, [2, 5], generator: new Generator(3), dtype: ScalarType.Int64);
-            var level = torch.tensor(new long[] { 0, 5 });
-            using var noGrad = torch.no_grad();
-            var expected = source.forward(tokens, level);
-            WeightExport.Save(source, folder);
-            Assert.Empty(WeightExport.LoadExtra(folder));
-
-            var copy = new TextTransformer(11, 5, config, 5);
-            copy.eval();
-            WeightExport.Load(copy, folder);
-            Assert.True(Same(copy.forward(tokens, level), expected));
-        }
-        finally { Delete(folder); }
-    }
-
-    [Fact]
-    public void IndexListsNameShapeOffsetAndDtype()
-    {
-        string folder = NewFolder();
-        try
-        {
-            using var network = new UNet(TinyUNet);
-            WeightExport.Save(network, folder);
-            using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "weights.json")));
-            var entries = document.RootElement.EnumerateArray().ToList();
-            var state = network.state_dict();
-            Assert.Equal(state.Keys, entries.Select(e => e.GetProperty("name").GetString()));
-            long offset = 0;
-            foreach (var e in entries)
-            {
-                var shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
-                Assert.Equal(state[e.GetProperty("name").GetString()!].shape, shape);
-                Assert.Equal(offset, e.GetProperty("offset").GetInt64());
-                Assert.Equal("float32", e.GetProperty("dtype").GetString());
-                offset += 4 * shape.Aggregate(1L, (a, d) => a * d);
-            }
-            Assert.Equal(offset, new FileInfo(Path.Combine(folder, "weights.bin")).Length);
-            Assert.Equal(NetworkInfo.ParameterCount(network), offset / 4);
-        }
-        finally { Delete(folder); }
-    }
-
-    [Fact]
-    public void LoadingIntoADifferentNetworkNamesTheMismatch()
-    {
-        string folder = NewFolder();
-        try
-        {
-            using var network = new UNet(TinyUNet);
-            WeightExport.Save(network, folder);
-            using var wider = new UNet(TinyUNet with { BaseChannels = 16 });
-            var shape = Assert.Throws<UdmException>(() => WeightExport.Load(wider, folder));
-            Assert.Contains("shape", shape.Message);
-            using var unconditional = new UNet(TinyUNet with { ClassCount = 0 });
-            var extra = Assert.Throws<UdmException>(() => WeightExport.Load(unconditional, folder));
-            Assert.Contains("does not have", extra.Message);
-            File.WriteAllBytes(Path.Combine(folder, "weights.bin"), new byte[8]);
-            Assert.Throws<UdmException>(() => WeightExport.Load(network, folder));
-        }
-        finally { Delete(folder); }
+        using var linear = nn.Linear(2, 2);
+        Assert.Throws<ArgumentException>(() => TwinExport.Write(linear, NewFolder()));
     }
 
     // ---- Exports for bench/pytorch/check_parity.py ----
-
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
-
-    private static void WriteExport(string folder, string model, object config, nn.Module network)
-    {
-        var export = new Dictionary<string, object>
-        {
-            ["model"] = model,
-            ["config"] = config,
-            ["parameterCount"] = NetworkInfo.ParameterCount(network),
-        };
-        File.WriteAllText(Path.Combine(folder, "export.json"), JsonSerializer.Serialize(export, Indented));
-    }
 
     public static TheoryData<string> UNetCases => ["unet-mnist", "unet-cond", "unet-plain"];
 
@@ -192,18 +139,17 @@ public sealed class WeightExportTests
             long size = name == "unet-cond" ? 13 : 28;
             var x = torch.randn([4, config.InChannels, size, size], generator: new Generator(11));
             var t = torch.tensor(new long[] { 0, 1, 500, 999 });
-            var extra = new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t };
+            var check = new Dictionary<string, Tensor> { ["x"] = x, ["t"] = t };
             Tensor? labels = config.ClassCount > 0 ? torch.tensor(new long[] { 0, 3, 9, config.ClassCount }) : null;
-            if (labels is not null) extra["labels"] = labels;
+            if (labels is not null) check["labels"] = labels;
             using var noGrad = torch.no_grad();
-            extra["output"] = network.Forward(x, t, labels);
-            WeightExport.Save(network, folder, extra);
-            WriteExport(folder, "unet", config, network);
+            check["output"] = network.Forward(x, t, labels);
+            TwinExport.Write(network, folder, check);
 
             var copy = new UNet(config);
             copy.eval();
-            WeightExport.Load(copy, folder);
-            Assert.True(Same(copy.Forward(x, t, labels), extra["output"]));
+            LoadTwinWeights(copy, folder);
+            Assert.True(Same(copy.Forward(x, t, labels), check["output"]));
         }
         finally { if (keep is null) Delete(folder); }
     }
@@ -227,12 +173,11 @@ public sealed class WeightExportTests
             var level = torch.tensor(new long[] { 0, 1, 13, 20 });
             using var noGrad = torch.no_grad();
             var output = network.forward(tokens, level);
-            WeightExport.Save(network, folder, new Dictionary<string, Tensor> { ["tokens"] = tokens, ["level"] = level, ["output"] = output });
-            WriteExport(folder, "transformer", new { config.Dimension, config.Layers, config.Heads, config.FeedForward, config.Dropout, VocabSize = vocab, Length = length, Levels = length }, network);
+            TwinExport.Write(network, folder, new Dictionary<string, Tensor> { ["tokens"] = tokens, ["level"] = level, ["output"] = output });
 
             var copy = new TextTransformer(vocab, length, config, length);
             copy.eval();
-            WeightExport.Load(copy, folder);
+            LoadTwinWeights(copy, folder);
             Assert.True(Same(copy.forward(tokens, level), output));
         }
         finally { if (keep is null) Delete(folder); }
