@@ -1,7 +1,11 @@
 """Continue training an exported model with DistributedDataParallel, then export it again.
 
-    PYTHONPATH=interop/pytorch torchrun --nproc_per_node 2 -m udm_torch.train_ddp EXPORT --out NEW --steps 1000
+    export PYTHONPATH=interop/pytorch
+    /usr/bin/python3 -m udm_torch.torchrun --nproc_per_node 2 -m udm_torch.train_ddp EXPORT --out NEW --steps 1000
     udm import NEW --out runs/continued && udm sample --run runs/continued
+
+(udm_torch.torchrun is torchrun with a fix for Debian's torch 1.13 on Python 3.11; elsewhere
+plain `torchrun --nproc_per_node 2 -m udm_torch.train_ddp ...` is the same.)
 
 torchrun starts one process per GPU or CPU slot; each draws its own batch of ceil(batchSize /
 processes) from the data, DDP averages the gradients, and every process takes the same optimizer
