@@ -25,6 +25,8 @@ internal static class CommandLine
             BenchCommand.Create(),
             DataCommand.Create(),
         };
+        var verbose = new Option<bool>("--verbose") { Description = "on an internal error, print its full trace", Recursive = true };
+        root.Options.Add(verbose);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -37,12 +39,27 @@ internal static class CommandLine
         {
             return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
         }
-        catch (UdmException e)
+        catch (Exception e) when (ErrorBoundary.Unwrap(e) is UdmException user)
         {
-            error.WriteLine($"udm: error: {Flag(e.Subject)}{e.Message}");
+            error.WriteLine($"udm: error: {Flag(user.Subject)}{user.Message}");
             return UserError;
         }
+        catch (Exception e) when (ErrorBoundary.Describe(ErrorBoundary.Unwrap(e)) is { } message)
+        {
+            error.WriteLine($"udm: error: {message}");
+            return UserError;
+        }
+        catch (Exception e)
+        {
+            var inner = ErrorBoundary.Unwrap(e);
+            error.WriteLine($"udm: error: internal error ({inner.GetType().Name}: {ErrorBoundary.FirstLine(inner.Message)}); rerun with --verbose for details");
+            if (parsed.GetValue(verbose)) error.WriteLine(inner.ToString());
+            return InternalError;
+        }
     }
+
+    /// <summary>Exit code of an internal error (a defect, not the user's input).</summary>
+    public const int InternalError = 1;
 
     /// <summary>The command-line flag of a library setting, as a message prefix; the library itself never names flags.</summary>
     private static string Flag(string? subject) => subject switch

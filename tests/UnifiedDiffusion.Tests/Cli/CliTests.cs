@@ -185,3 +185,45 @@ internal static class ConsoleLock
 {
     public static readonly Lock Gate = new();
 }
+
+/// <summary>The error boundary: file-system errors are one line with advice; anything else is an internal error.</summary>
+public sealed class ErrorBoundaryTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("udm-boundary-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Theory]
+    [InlineData(28, "no space left on the device")]
+    [InlineData(30, "the file system is read-only")]
+    [InlineData(20, "a path goes through a file")]
+    [InlineData(17, "a path goes through a file")]
+    [InlineData(13, "permission denied")]
+    [InlineData(5, "input/output error")]
+    public void IoErrorsBecomeOneLineWithAdvice(int errno, string expected)
+    {
+        string? message = ErrorBoundary.Describe(new IOException("Some failure : '/x/y'", errno));
+        Assert.NotNull(message);
+        Assert.StartsWith(expected, message);
+        Assert.DoesNotContain("\n", message);
+    }
+
+    [Fact]
+    public void WrappedAndUnknownErrorsAreSortedOut()
+    {
+        Assert.StartsWith("permission denied", ErrorBoundary.Describe(ErrorBoundary.Unwrap(new AggregateException(new UnauthorizedAccessException("Access to the path '/r' is denied.")))));
+        Assert.Null(ErrorBoundary.Describe(new InvalidOperationException("a defect")));
+    }
+
+    [Fact]
+    public void AnOutputPathThroughAFileIsOneLine()
+    {
+        string file = Path.Combine(_root, "plain-file");
+        File.WriteAllText(file, "x");
+        var (code, error) = CliTests.Run("train", "gmm8", "--steps", "1", "--out", Path.Combine(file, "run"));
+        Assert.Equal(CommandLine.UserError, code);
+        Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("a path goes through a file", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+}
