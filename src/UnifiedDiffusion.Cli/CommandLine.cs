@@ -31,7 +31,7 @@ internal static class CommandLine
         if (parsed.Errors.Count > 0)
         {
             // Unrecognised tokens first: they usually explain the other errors (e.g. a mistyped command).
-            var messages = parsed.Errors.Select(e => e.Message.TrimEnd('.')).OrderBy(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1);
+            var messages = parsed.Errors.Select(e => InUserWords(e.Message.TrimEnd('.'))).OrderBy(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1);
             error.WriteLine($"udm: error: {string.Join("; ", messages)} (see `{CommandPath(parsed)} --help`)");
             return UserError;
         }
@@ -61,11 +61,23 @@ internal static class CommandLine
     /// <summary>Exit code of an internal error (a defect, not the user's input).</summary>
     public const int InternalError = 1;
 
+    /// <summary>System.CommandLine's type errors name .NET types; say what a user types instead.</summary>
+    private static string InUserWords(string message)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(message, @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'$");
+        if (!m.Success) return message;
+        string type = m.Groups[3].Value;
+        string expected = type.Contains("Int32") || type.Contains("Int64") ? "a whole number, e.g. 10"
+            : type.Contains("Double") || type.Contains("Single") ? "a number, e.g. 0.5"
+            : type.Contains("Boolean") ? "true or false" : "a value of another kind";
+        return $"{m.Groups[2].Value}: \"{m.Groups[1].Value}\" is not {expected}";
+    }
+
     /// <summary>The command-line flag of a library setting, as a message prefix; the library itself never names flags.</summary>
     private static string Flag(string? subject) => subject switch
     {
         "steps" or "eta" or "gamma" or "order" or "guidance" or "label" or "generate" or "sampler" or "count" or "inpaint" or "fix" or "nll"
-            or "out" or "seed" or "device" or "oracle" or "resume" or "precision" => $"--{subject}: ",
+            or "out" or "seed" or "device" or "oracle" or "resume" or "precision" or "grid" or "threads" => $"--{subject}: ",
         "analyticClip" => "--analytic-clip: ",
         "priorNoise" => "--prior-noise: ",
         "learningRate" => "--lr: ",

@@ -8,7 +8,19 @@ namespace UnifiedDiffusion.Cli;
 /// <summary>Options shared by several commands, defined once.</summary>
 internal static class Options
 {
-    public static Option<int> Threads() => new("--threads") { Description = "libtorch threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+    /// <summary>The most libtorch threads a user may ask for: beyond 4 per core only oversubscription (and, at thousands, a hung machine).</summary>
+    public static int MaxThreads => 4 * Environment.ProcessorCount;
+
+    public static Option<int> Threads()
+    {
+        var option = new Option<int>("--threads") { Description = $"libtorch threads (0 = one per core; at most {MaxThreads}, 4 per core)", DefaultValueFactory = _ => 0 };
+        option.Validators.Add(result =>
+        {
+            int n = result.GetValueOrDefault<int>();
+            if (n < 0 || n > MaxThreads) result.AddError($"--threads: {n} is out of range; use 0 (one per core) up to {MaxThreads} (4 per core)");
+        });
+        return option;
+    }
 
     public static Option<string?> Device() => new("--device") { Description = "cpu or cuda (default: the run's own device, cpu for new runs)" };
 

@@ -51,8 +51,10 @@ public static class TimeGrid
         if (list.Count < 2) throw new UdmException("an explicit time grid needs at least one level above 0, e.g. \"999,500,0\".");
         for (int i = 0; i < list.Count; i++)
         {
-            if (list[i] < 0 || list[i] > levels)
-                throw new UdmException($"time grid level {list[i]} is outside 0..{levels}; give levels of this process.");
+            if (list[i] < 0)
+                throw new UdmException($"time grid level {list[i]} is negative; give levels from T down to 0, e.g. \"999,500,0\".") { Subject = "grid" };
+            if (list[i] > levels)
+                throw new UdmException($"time grid level {list[i]} is outside 0..{levels}; give levels of this process.") { Subject = "grid" };
             if (i > 0 && list[i] >= list[i - 1])
                 throw new UdmException($"time grid must be strictly descending, but {list[i - 1]} is followed by {list[i]}.");
         }
@@ -75,10 +77,12 @@ public static class TimeGrid
             case "trailing": return Create(levels, steps, TimeSpacing.Trailing);
             case "quadratic" or "quad": return Create(levels, steps, TimeSpacing.Quadratic);
         }
-        var parts = spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var parts = spec.Split(',', StringSplitOptions.TrimEntries);
         var values = new List<int>();
         foreach (var p in parts)
         {
+            if (p.Length == 0)
+                throw new UdmException($"time grid \"{spec}\" has an empty item; separate levels by single commas, e.g. \"999,500,0\".") { Subject = "grid" };
             if (!int.TryParse(p, out int v))
                 throw new UdmException($"unknown time grid \"{spec}\": use leading, trailing, quadratic or a list such as \"999,500,0\".");
             values.Add(v);

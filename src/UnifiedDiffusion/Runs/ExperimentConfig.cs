@@ -134,12 +134,28 @@ public sealed record ExperimentConfig
     {
         try
         {
+            // Every field has a default, so an object without "data" would silently train the toy default.
+            using (var document = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }))
+                if (document.RootElement.ValueKind == JsonValueKind.Object && !document.RootElement.EnumerateObject().Any(p => p.Name.Equals("data", StringComparison.OrdinalIgnoreCase)))
+                    throw new UdmException($"{source} names no \"data\"; a config says at least what to train on (and usually \"family\"); start from the output of `udm recipes gmm8`.");
             return JsonSerializer.Deserialize<ExperimentConfig>(json, Json) ?? throw new UdmException($"{source} is empty; give a JSON object such as the one `udm recipes gmm8` prints.");
         }
         catch (JsonException e)
         {
-            throw new UdmException($"{source} is not a valid config: {e.Message.Split('\n')[0]} Compare with the output of `udm recipes gmm8`.", e);
+            string path = e.Path is { Length: > 1 } p ? $" at {p}" : "";
+            throw new UdmException($"{source} is not a valid config{path} (line {e.LineNumber + 1}): {CleanJsonMessage(e.Message)} Compare with the output of `udm recipes gmm8`.", e);
         }
+    }
+
+    /// <summary>System.Text.Json's message without .NET type names, paths and line numbers (said separately) or programmer advice.</summary>
+    private static string CleanJsonMessage(string message)
+    {
+        string first = message.Split('\n')[0];
+        first = System.Text.RegularExpressions.Regex.Replace(first, @"\s*(Path: |LineNumber: ).*$", "");
+        first = System.Text.RegularExpressions.Regex.Replace(first, @"The JSON value could not be converted to \S+", "the value has the wrong type for this field.");
+        first = System.Text.RegularExpressions.Regex.Replace(first, @"\s*Change the reader options\.?", "");
+        first = System.Text.RegularExpressions.Regex.Replace(first, @"'?System\.[A-Za-z0-9_.`\[\]]+'?", "a value");
+        return first.Trim().TrimEnd('.') + ".";
     }
 
     /// <summary>Reads a config file.</summary>

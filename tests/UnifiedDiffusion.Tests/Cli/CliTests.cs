@@ -93,8 +93,8 @@ public sealed class CliTests : IDisposable
     {
         string nulls = Path.Combine(_root, "nulls.json"), zero = Path.Combine(_root, "zero.json"), typo = Path.Combine(_root, "typo.json");
         File.WriteAllText(nulls, "{ \"data\": null }");
-        File.WriteAllText(zero, "{ \"training\": { \"checkpointEvery\": 0 } }");
-        File.WriteAllText(typo, "{ \"trainig\": {} }");
+        File.WriteAllText(zero, "{ \"data\": \"gmm8\", \"training\": { \"checkpointEvery\": 0 } }");
+        File.WriteAllText(typo, "{ \"data\": \"gmm8\", \"trainig\": {} }");
         AssertOneLineError(Run("train", nulls, "--out", Path.Combine(_root, "a")), "not a valid config");
         AssertOneLineError(Run("train", zero, "--out", Path.Combine(_root, "b")), "checkpointEvery must be at least 1");
         AssertOneLineError(Run("train", typo, "--out", Path.Combine(_root, "c")), "not a valid config");
@@ -131,6 +131,33 @@ public sealed class CliTests : IDisposable
         Assert.Equal(0, code);
         using var doc = System.Text.Json.JsonDocument.Parse(output);
         Assert.Equal(GaussianSamplers.Registry.Names, doc.RootElement.EnumerateArray().Select(row => row.GetProperty("sampler").GetString()));
+    }
+
+    [Fact]
+    public void ValuesAreCheckedInTheUsersWordsBeforeAnyWork()
+    {
+        string never = Path.Combine(_root, "never");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--count", "abc"), "--count: \"abc\" is not a whole number, e.g. 10");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--eta", "x"), "--eta: \"x\" is not a number, e.g. 0.5");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "999,,0"), "--grid: time grid \"999,,0\" has an empty item");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "999,500,-1"), "--grid: time grid level -1 is negative");
+        AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "2000,500,0"), "--grid: time grid level 2000 is outside 0..1000");
+        AssertOneLineError(Run("train", "gmm8", "--out", never, "--threads", "-1"), "--threads: -1 is out of range");
+        AssertOneLineError(Run("train", "gmm8", "--out", never, "--threads", "100000"), "--threads: 100000 is out of range");
+        string empty = Path.Combine(_root, "empty.json");
+        File.WriteAllText(empty, "{}");
+        AssertOneLineError(Run("train", empty, "--out", never), "names no \"data\"");
+        string typed = Path.Combine(_root, "typed.json");
+        File.WriteAllText(typed, "{\"data\": \"gmm8\", \"training\": {\"steps\": \"many\"}}");
+        var (_, error) = Run("train", typed, "--out", never);
+        AssertOneLineError((2, error), "at $.training.steps");
+        Assert.DoesNotContain("System.", error);
+        Assert.DoesNotContain("UnifiedDiffusion.", error);
+        Assert.False(Directory.Exists(never));
+        // The advice works: `udm recipes gmm8` prints a config that trains.
+        var (code, json) = RunPrinting("recipes", "gmm8");
+        Assert.Equal(0, code);
+        Assert.Contains("\"data\": \"gmm8\"", json);
     }
 
     [Fact]
