@@ -160,7 +160,11 @@ public sealed class FamilyRunTests : IDisposable
         var reference = Cli("eval", "--run", run, "--count", "5", "--sampler", "data", "--json");
         using (var data = JsonDocument.Parse(reference.Output))
         {
-            Assert.Equal(0, data.RootElement.GetProperty("network_evaluations").GetDouble());
+            // The reference row: held-out text through the same metrics, with no network call.
+            Assert.Equal("data", data.RootElement.GetProperty("sampler").GetString());
+            Assert.Equal(0, data.RootElement.GetProperty("steps").GetInt32());
+            Assert.True(data.RootElement.GetProperty("perplexity").GetDouble() > 1);
+            Assert.False(data.RootElement.TryGetProperty("network_evaluations", out var calls) && calls.GetDouble() != 0);
         }
 
         var error = Cli("sample", "--run", run, "--fix", "this template is far too long for twelve");
