@@ -48,7 +48,7 @@ public static class Checkpoint
     public static CheckpointState Load(string path)
     {
         if (!File.Exists(path))
-            throw new UdmException($"no checkpoint at {path}; train first with `udm train --out {Path.GetDirectoryName(path)}`.");
+            throw new UdmException($"no checkpoint at {path}: its training stopped before the first one; train it again with `udm train {Path.Combine(Path.GetDirectoryName(path) ?? ".", "config.json")} --out {Path.GetDirectoryName(path)}`.");
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
         catch (IOException e) { throw new UdmException($"cannot read checkpoint {path}: {e.Message}", e); }

@@ -105,14 +105,16 @@ public static class Idx
             }
         });
 
-    internal static string FetchAdvice(string? dataName) =>
-        $"delete it and fetch it again with `udm data get {dataName ?? "<name>"}`.";
+    /// <summary>What to do about a bad file: fetch a cached set again; one's own idx: folder can only be fixed by its owner.</summary>
+    internal static string FetchAdvice(string? dataName) => dataName is null || dataName.StartsWith("idx:", StringComparison.Ordinal)
+        ? "replace it with a valid IDX file (the MNIST layout)."
+        : $"fetch it again with `udm data get {dataName} --force`.";
 
     /// <summary>All bytes of a file, gunzipped when it starts with 1f 8b.</summary>
     internal static byte[] ReadMaybeGzip(string path, string? dataName)
     {
         if (!File.Exists(path))
-            throw new UdmException($"{path} does not exist: fetch the data with `udm data get {dataName ?? "<name>"}` or check the path.");
+            throw new UdmException($"{path} does not exist: {(dataName is null || dataName.StartsWith("idx:", StringComparison.Ordinal) ? "check the path" : $"fetch the data with `udm data get {dataName} --force`")}.");
         byte[] raw;
         try { raw = File.ReadAllBytes(path); }
         catch (IOException e) { throw new UdmException($"{path} cannot be read ({e.Message}): check its permissions.", e); }
@@ -232,7 +234,7 @@ public sealed class ImageDataset : ILabeledDataSource, IDisposable
         var images = Idx.ReadImages(imagesPath, name);
         var labels = Idx.ReadLabels(labelsPath, name);
         if (labels.Length != images.Count)
-            throw new UdmException($"{imagesPath} holds {images.Count} images but {labelsPath} holds {labels.Length} labels: delete both and fetch them again with `udm data get {name}`.");
+            throw new UdmException($"{imagesPath} holds {images.Count} images but {labelsPath} holds {labels.Length} labels: {Idx.FetchAdvice(name)}");
         return FromBytes(name, images.Pixels, labels, images.Rows, images.Columns, 255.0);
     }
 

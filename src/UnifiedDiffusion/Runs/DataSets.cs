@@ -123,7 +123,10 @@ public static class DataSets
                 length = PoemCorpus.LengthOf(key);
                 break;
         }
-        if (splits.Train.Count == 0) throw new UdmException($"the data set {key} has no training sequences; check the cached files (`udm data list`).");
+        if (splits.Train.Count == 0)
+            throw new UdmException(key.StartsWith("text:", StringComparison.Ordinal)
+                ? $"{key[5..]} gives no training sequences: it is empty or shorter than a few windows of {length} characters; give a longer text file."
+                : $"the data set {key} has no training sequences; fetch it again with `udm data get {key} --force`.");
         var vocabulary = Vocabulary.Build(splits.Train, text.VocabularySize);
         // Sequences with characters beyond the vocabulary cap would need [UNK] targets, which the
         // models never predict; drop them (the cap keeps most of each set, see the data notes).

@@ -107,7 +107,12 @@ public sealed class Experiment
     /// </summary>
     public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null, string? precision = null)
     {
-        if (!Directory.Exists(runDir)) throw new UdmException($"run folder {runDir} does not exist; train one with `udm train --out {runDir}`.");
+        if (File.Exists(runDir))
+            throw new UdmException($"{runDir} is a file; --run takes the run folder that holds it, {Path.GetDirectoryName(Path.GetFullPath(runDir))}.") { Subject = "run" };
+        if (!Directory.Exists(runDir))
+            throw new UdmException($"run folder {runDir} does not exist; train one, e.g. `udm train gmm8 --out {runDir}` (all recipes: `udm recipes`).") { Subject = "run" };
+        if (!File.Exists(Path.Combine(runDir, Files.Config)))
+            throw new UdmException($"{runDir} holds no {Files.Config}, so it is not a run folder; give a folder that udm train or udm import wrote, or train one, e.g. `udm train gmm8 --out {runDir}`.") { Subject = "run" };
         var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
         if (device is not null) config = config with { Device = device };
         if (precision is not null) config = config with { Precision = precision };

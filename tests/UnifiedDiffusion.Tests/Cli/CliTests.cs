@@ -133,6 +133,49 @@ public sealed class CliTests : IDisposable
         Assert.Equal(GaussianSamplers.Registry.Names, doc.RootElement.EnumerateArray().Select(row => row.GetProperty("sampler").GetString()));
     }
 
+    /// <summary>The commands an error suggests (between backticks, starting with udm), as argument lists.</summary>
+    private static List<string[]> Suggested(string error) =>
+        [.. System.Text.RegularExpressions.Regex.Matches(error, "`udm ([^`]*)`").Select(m => m.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))];
+
+    [Fact]
+    public void AdviceThatNamesACommandWorksWhenRun()
+    {
+        // --run at an empty folder, at a missing one, and at the checkpoint file.
+        string empty = Path.Combine(_root, "empty-run");
+        Directory.CreateDirectory(empty);
+        var (_, error) = Run("sample", "--run", empty);
+        AssertOneLineError((2, error), "--run: ");
+        var commands = Suggested(error);
+        Assert.Contains(commands, c => c[0] == "train");
+        foreach (var command in commands)  // the recipe's budget is cut to 2 steps: the test checks that the command runs
+            Assert.Equal(0, RunPrinting([.. command, .. command[0] == "train" ? new[] { "--steps", "2" } : []]).Code);
+        Assert.Equal(0, RunPrinting("sample", "--run", empty, "--out", Path.Combine(_root, "p.csv")).Code);
+
+        (_, error) = Run("sample", "--run", Path.Combine(empty, Checkpoint.FileName));
+        AssertOneLineError((2, error), $"--run takes the run folder that holds it, {empty}");
+
+        string missing = Path.Combine(_root, "missing-run");
+        (_, error) = Run("eval", "--run", missing);
+        Assert.All(Suggested(error), command => Assert.Equal(0, RunPrinting([.. command, .. command[0] == "train" ? new[] { "--steps", "2" } : []]).Code));
+        Assert.True(File.Exists(Path.Combine(missing, Checkpoint.FileName)));
+
+        // A run folder whose training stopped before its first checkpoint.
+        string unfinished = Path.Combine(_root, "unfinished");
+        Directory.CreateDirectory(unfinished);
+        File.WriteAllText(Path.Combine(unfinished, Experiment.Files.Config), TrainingTests.Small(3, checkpointEvery: 3).ToJson());
+        (_, error) = Run("sample", "--run", unfinished);
+        AssertOneLineError((2, error), "its training stopped before the first one");
+        foreach (var command in Suggested(error)) Assert.Equal(0, RunPrinting(command).Code);
+        Assert.Equal(0, RunPrinting("sample", "--run", unfinished, "--out", Path.Combine(_root, "q.csv")).Code);
+
+        // An empty text file is blamed on the file, not on the cache.
+        string text = Path.Combine(_root, "empty.txt");
+        File.WriteAllText(text, "");
+        string config = Path.Combine(_root, "text.json");
+        File.WriteAllText(config, $$"""{ "family": "mask", "data": "text:{{text.Replace("\\", "\\\\")}}" }""");
+        AssertOneLineError(Run("train", config, "--out", Path.Combine(_root, "t")), "gives no training sequences: it is empty or shorter");
+    }
+
     [Fact]
     public void ValuesAreCheckedInTheUsersWordsBeforeAnyWork()
     {
