@@ -65,14 +65,15 @@ public static class Plots
             }
             int window = Math.Max(1, losses.Count / 50);
             var line = plot.Add.ScatterLine(steps, MovingAverage(raw, window));
-            line.LineWidth = 2;
-            line.Color = curves.Count == 1 ? Colors.Blue : palette.GetColor(c);
+            line.LineWidth = curves.Count == 1 ? 2 : 1.5f;
+            // Overlaid curves of the same seed nearly coincide: translucent lines keep each visible.
+            line.Color = curves.Count == 1 ? Colors.Blue : palette.GetColor(c).WithAlpha(0.75);
             line.LegendText = curves.Count == 1 ? $"moving average ({window} steps)" : $"{label} (moving average, {window} steps)";
         }
         plot.Title("Training loss");
         plot.XLabel("step");
         plot.YLabel("log10 loss");
-        plot.ShowLegend();
+        plot.ShowLegend(Alignment.UpperRight); // losses fall: the upper right is empty
         Save(path, plot.GetImage(800, 500));
     }
 
