@@ -142,11 +142,21 @@ public sealed class Experiment
         if (resume && !hasCheckpoint)
             throw new UdmException($"there is no checkpoint in {runDir} to resume; train without resuming first.") { Subject = "resume" };
         Directory.CreateDirectory(runDir);
+        using var runLock = RunLock.Acquire(runDir);
         var trainer = CreateTrainer(Config.Training);
         if (resume) trainer.Restore(Checkpoint.Load(checkpointPath));
         else File.Delete(Path.Combine(runDir, Files.Gamma)); // a Γ table left by an earlier model of the same step count
-        AtomicFile.WriteAllText(Path.Combine(runDir, Files.Config), Config.ToJson());
-        trainer.OnCheckpoint = dir => WriteLossFiles(dir, trainer.Losses);
+        // A resumed run's new options (learning rate, steps) reach config.json only with the first
+        // checkpoint trained under them, so a run that stops before it (a NaN) keeps its config.
+        string configPath = Path.Combine(runDir, Files.Config);
+        bool configWritten = !resume;
+        if (!resume) AtomicFile.WriteAllText(configPath, Config.ToJson());
+        trainer.OnCheckpoint = dir =>
+        {
+            if (!configWritten) AtomicFile.WriteAllText(configPath, Config.ToJson());
+            configWritten = true;
+            WriteLossFiles(dir, trainer.Losses);
+        };
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
         trainer.Ema.CopyTo();
         trainer.Ema.Dispose();

@@ -88,6 +88,55 @@ public sealed class TrainingTests : IDisposable
     }
 
     [Fact]
+    public void ASecondWriterIsRefusedNamingThePidAndAStaleLockIsTakenOver()
+    {
+        string dir = Path.Combine(_root, "locked");
+        Directory.CreateDirectory(dir);
+        using (var other = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("sleep", "60") { UseShellExecute = false })!)
+        {
+            File.WriteAllText(Path.Combine(dir, RunLock.FileName), other.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var (code, error) = UnifiedDiffusion.Tests.Cli.CliTests.Run("train", "gmm8", "--steps", "2", "--out", dir);
+            Assert.Equal(UnifiedDiffusion.Cli.CommandLine.UserError, code);
+            Assert.Contains($"is in use by process {other.Id}", error);
+            Assert.False(File.Exists(Path.Combine(dir, Checkpoint.FileName)));
+            other.Kill();
+            other.WaitForExit();
+        }
+        // The holder is gone: its lock is stale and the next training takes it over, then releases it.
+        Assert.Equal(TrainingOutcome.Completed, Experiment.Create(Small(3, checkpointEvery: 3)).Train(dir));
+        Assert.False(File.Exists(Path.Combine(dir, RunLock.FileName)));
+    }
+
+    [Fact]
+    public void StaleTemporaryFilesAreRemovedAtTheNextWriteAndLiveOnesKept()
+    {
+        string dir = Path.Combine(_root, "stale");
+        Directory.CreateDirectory(dir);
+        string stale = Path.Combine(dir, Checkpoint.FileName + ".tmp-999999999-0123"), live = Path.Combine(dir, Checkpoint.FileName + $".tmp-{Environment.ProcessId}-4567");
+        File.WriteAllText(stale, "left by a killed write");
+        File.WriteAllText(live, "being written by a live process");
+        Experiment.Create(Small(3, checkpointEvery: 3)).Train(dir);
+        Assert.False(File.Exists(stale));
+        Assert.True(File.Exists(live));
+    }
+
+    [Fact]
+    public void AResumeThatStopsOnNaNLeavesConfigAsItWas()
+    {
+        string dir = Path.Combine(_root, "commit");
+        Experiment.Create(Small(6, checkpointEvery: 3)).Train(dir);
+        string configPath = Path.Combine(dir, Experiment.Files.Config), before = File.ReadAllText(configPath);
+        var (code, error) = UnifiedDiffusion.Tests.Cli.CliTests.Run("train", "--out", dir, "--resume", "--steps", "12", "--lr", "1e30");
+        Assert.Equal(UnifiedDiffusion.Cli.CommandLine.UserError, code);
+        Assert.Contains("the loss became", error);
+        Assert.Equal(before, File.ReadAllText(configPath));
+        Assert.Equal(6, Checkpoint.Load(Path.Combine(dir, Checkpoint.FileName)).Step);
+        // Under options that train, the new ones are committed with the first checkpoint.
+        Assert.Equal(0, UnifiedDiffusion.Tests.Cli.CliTests.Run("train", "--out", dir, "--resume", "--steps", "9").Code);
+        Assert.Equal(9, ExperimentConfig.Load(configPath).Training.Steps);
+    }
+
+    [Fact]
     public void KilledWriteNeverCorruptsThePreviousCheckpoint()
     {
         string path = Path.Combine(_root, "ckpt", Checkpoint.FileName);
