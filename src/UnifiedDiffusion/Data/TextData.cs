@@ -191,7 +191,8 @@ public static class PoemCorpus
 /// space and the punctuation <c>.,;:'!?-</c> kept (36 symbols); every other character becomes a
 /// space; whitespace runs collapse to one space; then non-overlapping windows. Split by position
 /// (first 90% of the windows train, next 5% validation, last 5% test), so neighbouring text never
-/// straddles two splits except at the two borders.
+/// straddles two splits except at the two borders. A user's <c>text:</c> file may instead be
+/// Chinese (<see cref="LoadUserText"/>): Han characters and Chinese punctuation, without spaces.
 /// </summary>
 public static class PlainTextCorpus
 {
@@ -212,6 +213,18 @@ public static class PlainTextCorpus
         return builder.ToString().TrimEnd();
     }
 
+    /// <summary>The kept punctuation of Chinese text.</summary>
+    public const string ChinesePunctuation = "，。！？；：、「」『』《》（）…—·";
+
+    /// <summary>The largest share of a <c>text:</c> file's visible characters that its alphabet may drop: English with digits, brackets and quotes loses about 10%, a file in another script or binary data most of it.</summary>
+    public const double MaxLostShare = 0.20;
+
+    /// <summary>True for a Han character of the Basic Multilingual Plane (CJK unified ideographs, extension A, compatibility).</summary>
+    public static bool IsHan(char c) => c is >= '\u4E00' and <= '\u9FFF' or >= '\u3400' and <= '\u4DBF' or >= '\uF900' and <= '\uFAFF';
+
+    /// <summary>Chinese text: Han characters and <see cref="ChinesePunctuation"/> kept, everything else (spaces and line breaks too) dropped.</summary>
+    public static string NormalizeChinese(string text) => string.Concat(text.Where(c => IsHan(c) || ChinesePunctuation.Contains(c)));
+
     /// <summary>Reads a text file and cuts it into windows of <paramref name="window"/> characters.</summary>
     public static TextSplits Load(string file, int window = 32)
     {
@@ -219,11 +232,40 @@ public static class PlainTextCorpus
         return Windows(File.ReadAllText(file), window);
     }
 
+    /// <summary>
+    /// A user's <c>text:</c> file: Chinese when at least half of its visible characters are Han (then
+    /// Han characters and Chinese punctuation are kept), otherwise the 36-symbol Latin alphabet of
+    /// <see cref="Normalize"/>. A file that would lose more than <see cref="MaxLostShare"/> of its
+    /// visible characters to its alphabet (another script, binary data) is refused, naming what it loses.
+    /// </summary>
+    public static TextSplits LoadUserText(string file, int window)
+    {
+        if (!File.Exists(file)) throw new UdmException($"text file {file} does not exist; give an existing file.");
+        string text = File.ReadAllText(file);
+        var visible = text.Where(c => !char.IsWhiteSpace(c)).ToList();
+        bool chinese = visible.Count > 0 && visible.Count(IsHan) * 2 >= visible.Count;
+        Func<char, bool> kept = chinese ? c => IsHan(c) || ChinesePunctuation.Contains(c) : c => char.ToLowerInvariant(c) is >= 'a' and <= 'z' || Punctuation.Contains(c);
+        var lost = visible.Where(c => !kept(c)).ToList();
+        if (lost.Count > MaxLostShare * visible.Count)
+        {
+            string examples = string.Join(", ", lost.GroupBy(c => c).OrderByDescending(g => g.Count()).Take(5)
+                .Select(g => (char.IsControl(g.Key) || g.Key == '\uFFFD' ? $"U+{(int)g.Key:X4}" : $"'{g.Key}'") + $" ×{g.Count():N0}"));
+            string alphabet = chinese ? $"Han characters and {ChinesePunctuation}" : $"the letters a–z (any case), space and {Punctuation}";
+            throw new UdmException($"{file} would lose {lost.Count:N0} of its {visible.Count:N0} visible characters ({100.0 * lost.Count / visible.Count:0}%) to the text: alphabet, {alphabet} (most lost: {examples}); convert the file to that alphabet, or use it for Latin or Chinese text only.");
+        }
+        return Cut(chinese ? NormalizeChinese(text) : Normalize(text), window);
+    }
+
     /// <summary>Normalises <paramref name="text"/> and cuts it into non-overlapping windows, split by position.</summary>
     public static TextSplits Windows(string text, int window = 32)
     {
+        return Cut(Normalize(text), window);
+    }
+
+    /// <summary>Cuts normalised text into non-overlapping windows, split by position (90/5/5).</summary>
+    private static TextSplits Cut(string normalized, int window)
+    {
         if (window < 1) throw new UdmException($"a window of {window} characters is too short; use at least 1.");
-        var normalized = Normalize(text);
         var windows = new List<string>();
         for (int i = 0; i + window <= normalized.Length; i += window) windows.Add(normalized.Substring(i, window));
         int train = (int)(windows.Count * 0.90), validation = (int)(windows.Count * 0.95);

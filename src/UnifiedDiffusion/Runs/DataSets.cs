@@ -104,7 +104,7 @@ public static class DataSets
         {
             case var _ when key.StartsWith("text:", StringComparison.Ordinal):
                 // Your own plain text, normalised and cut into windows like Moby-Dick.
-                splits = PlainTextCorpus.Load(name[5..], text.Window);
+                splits = PlainTextCorpus.LoadUserText(name[5..], text.Window);
                 length = text.Window;
                 break;
             case "moby-dick":
