@@ -118,6 +118,7 @@ internal static class SampleCommand
             string sampler = request.Sampler ?? model.DefaultSampler;
             int steps = request.Steps ?? model.DefaultSteps;
             string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.Modality.SampleExtension}");
+            model.Modality.CheckOutput(path, n); // before any sampling
             long sampleSeed = r.GetValue(seed);
             string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
             var written = ProgressView.Run($"sample {sampler}", steps, report =>

@@ -60,6 +60,24 @@ public static partial class Platform
     }
 
     /// <summary>
+    /// Memory the process may still use: MemAvailable of /proc/meminfo on Linux, otherwise what the
+    /// runtime reports as available to it.
+    /// </summary>
+    public static long AvailableMemoryBytes()
+    {
+        if (OperatingSystem.IsLinux())
+            try
+            {
+                foreach (var line in File.ReadLines("/proc/meminfo"))
+                    if (line.StartsWith("MemAvailable:", StringComparison.Ordinal)
+                        && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out long kib))
+                        return kib * 1024;
+            }
+            catch (IOException) { }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    }
+
+    /// <summary>
     /// Sets libtorch's intra-op thread count explicitly (its default differs between builds).
     /// <paramref name="threads"/> &lt;= 0 means one thread per core.
     /// </summary>

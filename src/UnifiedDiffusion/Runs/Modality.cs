@@ -33,8 +33,26 @@ public abstract class Modality
     /// <summary>The default file extension of <see cref="Write"/>.</summary>
     public abstract string SampleExtension { get; }
 
-    /// <summary>The largest batch sampled at once (<see cref="SamplingOptions.MaxBatch"/>), or null for no limit.</summary>
-    public virtual int? SamplingBatch => null;
+    /// <summary>
+    /// The largest batch sampled at once (<see cref="SamplingOptions.MaxBatch"/>): the memory budget
+    /// over a sample's working memory in the network, within [16, <see cref="MaxSamplingBatch"/>].
+    /// </summary>
+    public int SamplingBatch => (int)Math.Clamp(MemoryBudgetBytes / Math.Max(1, SampleWorkingBytes), 16, MaxSamplingBatch);
+
+    /// <summary>An estimate of one sample's working memory while the network runs, in bytes.</summary>
+    protected abstract long SampleWorkingBytes { get; }
+
+    /// <summary>The batch beyond which sampling gains no speed.</summary>
+    protected virtual int MaxSamplingBatch => 65_536;
+
+    /// <summary>Memory that sampling may use: a quarter of what the machine has available, at most 2 GiB.</summary>
+    public static long MemoryBudgetBytes => Math.Min(2L << 30, Platform.AvailableMemoryBytes() / 4);
+
+    /// <summary>
+    /// Checks an output path and count before any work: the extension, and the most a file of that
+    /// kind can show (a PNG grid or scatter plot). A one-line error says what fits.
+    /// </summary>
+    public abstract void CheckOutput(string path, int count);
 
     /// <summary>True for 8-bit data scaled to [−1, 1] (pixels), whose likelihood uses the 256-bin discretized decoder.</summary>
     public virtual bool EightBitLevels => false;
@@ -92,19 +110,49 @@ public sealed class PointModality : Modality
     /// <inheritdoc />
     public override nn.Module<Tensor, Tensor, Tensor> Denoiser(ExperimentConfig config) => new MlpDenoiser((int)Data.Train.SampleShape[0], config.Network);
 
+    /// <summary>The most points a scatter plot shows.</summary>
+    public const int MaxScatterPoints = 100_000;
+
     /// <inheritdoc />
-    /// <remarks>.png: a scatter plot; .csv: one point per row.</remarks>
-    public override void Write(string path, Tensor samples, string title)
+    /// <remarks>The toy MLP's activations: about 24 float32 vectors of its width (256) per point.</remarks>
+    protected override long SampleWorkingBytes => 24L * 256 * sizeof(float);
+
+    /// <inheritdoc />
+    public override void CheckOutput(string path, int count)
     {
         string extension = Path.GetExtension(path).ToLowerInvariant();
-        if (extension == ".csv")
+        if (extension is not (".csv" or ".png"))
+            throw new UdmException($"{path}: points are written as .png or .csv (a scatter plot, or one point per row).") { Subject = "out" };
+        if (extension == ".png" && count > MaxScatterPoints)
+            throw new UdmException($"a scatter plot shows at most {MaxScatterPoints:N0} points, not {count:N0}; write a .csv for more, or use --count {MaxScatterPoints} or less.") { Subject = "count" };
+    }
+
+    /// <inheritdoc />
+    /// <remarks>.png: a scatter plot; .csv: one point per row, streamed to disk in chunks.</remarks>
+    public override void Write(string path, Tensor samples, string title)
+    {
+        CheckOutput(path, (int)samples.shape[0]);
+        if (Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
         {
-            var rows = samples.to(ScalarType.Float64).data<double>().ToArray().Chunk((int)samples.shape[1])
-                .Select(row => string.Join(',', row.Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
-            AtomicFile.WriteAllText(path, string.Join('\n', rows) + "\n");
+            Plots.ScatterGrid(path, [(title, samples)]);
+            return;
         }
-        else if (extension == ".png") Plots.ScatterGrid(path, [(title, samples)]);
-        else throw new UdmException($"{path}: points are written as .png or .csv (a scatter plot, or one point per row).") { Subject = "out" };
+        const int rowsPerChunk = 65_536;
+        int columns = (int)samples.shape[1];
+        AtomicFile.Write(path, stream =>
+        {
+            using var writer = new StreamWriter(stream, leaveOpen: true);
+            for (long start = 0; start < samples.shape[0]; start += rowsPerChunk)
+            {
+                using var chunk = samples.narrow(0, start, Math.Min(rowsPerChunk, samples.shape[0] - start)).to(ScalarType.Float64).cpu();
+                var values = chunk.data<double>().ToArray();
+                for (int i = 0; i < values.Length; i++)
+                {
+                    writer.Write(values[i].ToString("R", CultureInfo.InvariantCulture));
+                    writer.Write((i + 1) % columns == 0 ? '\n' : ',');
+                }
+            }
+        });
     }
 
     /// <inheritdoc />
@@ -141,9 +189,23 @@ public sealed class ImageModality : Modality
     /// <inheritdoc />
     public override string SampleExtension => ".png";
 
+    /// <summary>The most images a PNG grid shows (a 32 × 32 sheet).</summary>
+    public const int MaxGridImages = 1024;
+
     /// <inheritdoc />
-    /// <remarks>Image networks would otherwise hold the activations of thousands of images at once.</remarks>
-    public override int? SamplingBatch => 500;
+    /// <remarks>A UNet holds about 40 float32 feature maps of 32 channels at full resolution per image.</remarks>
+    protected override long SampleWorkingBytes => 40L * 32 * Train.SampleShape[1] * Train.SampleShape[2] * sizeof(float);
+
+    /// <inheritdoc />
+    protected override int MaxSamplingBatch => 500;
+
+    /// <inheritdoc />
+    public override void CheckOutput(string path, int count)
+    {
+        RequirePng(path);
+        if (count > MaxGridImages)
+            throw new UdmException($"a PNG grid shows at most {MaxGridImages:N0} images, not {count:N0}; use --count {MaxGridImages} or less (udm eval measures larger counts).") { Subject = "count" };
+    }
 
     /// <inheritdoc />
     public override bool EightBitLevels => true;
@@ -167,7 +229,7 @@ public sealed class ImageModality : Modality
     /// <inheritdoc />
     public override void Write(string path, Tensor samples, string title)
     {
-        RequirePng(path);
+        CheckOutput(path, (int)samples.shape[0]);
         ImageGrid.Save(path, samples);
     }
 
@@ -244,7 +306,22 @@ public sealed class TextModality : Modality
     public override string SampleExtension => ".txt";
 
     /// <inheritdoc />
-    public override void Write(string path, Tensor samples, string title) => _judge.Write(path, samples, title);
+    /// <remarks>The Transformer's logits and the samplers' marginals: about 8 float32 values per position and vocabulary entry.</remarks>
+    protected override long SampleWorkingBytes => 8L * Train.Sequences.shape[1] * Train.Vocabulary.Count * sizeof(float);
+
+    /// <inheritdoc />
+    public override void CheckOutput(string path, int count)
+    {
+        if (!Path.GetExtension(path).Equals(".txt", StringComparison.OrdinalIgnoreCase))
+            throw new UdmException($"{path}: text samples are written as a .txt file.") { Subject = "out" };
+    }
+
+    /// <inheritdoc />
+    public override void Write(string path, Tensor samples, string title)
+    {
+        CheckOutput(path, (int)samples.shape[0]);
+        _judge.Write(path, samples, title);
+    }
 
     /// <inheritdoc />
     public override Dictionary<string, double> Judge(Tensor samples, long seed) => _judge.Quality(_judge.Decode(samples));

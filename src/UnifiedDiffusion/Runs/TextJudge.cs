@@ -53,6 +53,16 @@ internal sealed class TextJudge(TokenDataset train)
     public void Write(string path, Tensor samples, string title)
     {
         if (!Path.GetExtension(path).Equals(".txt", StringComparison.OrdinalIgnoreCase)) throw new UdmException($"{path}: text samples are written as a .txt file.") { Subject = "out" };
-        AtomicFile.WriteAllText(path, $"# {title}\n" + string.Join("\n", Decode(samples).Select(Format)) + "\n");
+        const int rowsPerChunk = 4096; // decoded and written chunk by chunk: a large count never builds one string
+        AtomicFile.Write(path, stream =>
+        {
+            using var writer = new StreamWriter(stream, leaveOpen: true);
+            writer.Write($"# {title}\n");
+            for (long start = 0; start < samples.shape[0]; start += rowsPerChunk)
+            {
+                using var chunk = samples.narrow(0, start, Math.Min(rowsPerChunk, samples.shape[0] - start));
+                foreach (var text in Decode(chunk)) writer.Write(Format(text) + "\n");
+            }
+        });
     }
 }

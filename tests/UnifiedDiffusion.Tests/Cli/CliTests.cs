@@ -177,6 +177,23 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void OutputsAreBoundedAndCheckedBeforeSamplingAndCsvIsStreamedInChunks()
+    {
+        string run = Path.Combine(_root, "points");
+        Experiment.Create(TrainingTests.Small(3, checkpointEvery: 3)).Train(run);
+        AssertOneLineError(Run("sample", "--run", run, "--count", "200000", "--out", Path.Combine(_root, "p.png")), "--count: a scatter plot shows at most 100,000 points");
+        AssertOneLineError(Run("sample", "--run", run, "--out", Path.Combine(_root, "p.gif")), "--out: ");
+        Assert.False(File.Exists(Path.Combine(_root, "p.png")));
+        // 70,000 points: two sampling batches of at most 65,536 and two CSV chunks.
+        string csv = Path.Combine(_root, "p.csv");
+        Assert.Equal(0, RunPrinting("sample", "--run", run, "--count", "70000", "--steps", "2", "--out", csv).Code);
+        var lines = File.ReadAllLines(csv);
+        Assert.Equal(70000, lines.Length);
+        Assert.All(new[] { lines[0], lines[65535], lines[65536], lines[^1] }, line => Assert.Equal(2, line.Split(',').Length));
+        Assert.All(lines.Take(1000), line => Assert.True(double.IsFinite(double.Parse(line.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture))));
+    }
+
+    [Fact]
     public void ValuesAreCheckedInTheUsersWordsBeforeAnyWork()
     {
         string never = Path.Combine(_root, "never");
