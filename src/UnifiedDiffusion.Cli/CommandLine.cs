@@ -10,9 +10,9 @@ internal static class CommandLine
 {
     public const int UserError = 2;
 
-    public static int Run(string[] args, TextWriter output, TextWriter error)
-    {
-        var root = new RootCommand("udm: train and sample diffusion models of every kind through the unified diffusion model (UDM).")
+    /// <summary>The command tree (also walked by the table-driven test of every option).</summary>
+    public static RootCommand Build() =>
+        new("udm: train and sample diffusion models of every kind through the unified diffusion model (UDM).")
         {
             DemoCommand.Create(),
             TrainCommand.Create(),
@@ -25,9 +25,19 @@ internal static class CommandLine
             BenchCommand.Create(),
             DataCommand.Create(),
         };
+
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = Build();
         var verbose = new Option<bool>("--verbose") { Description = "on an internal error, print its full trace", Recursive = true };
         root.Options.Add(verbose);
         var parsed = root.Parse(args);
+        // An empty value ("") is never meant: without this, paths, names and lists would take it as "nothing" or crash on it.
+        if (parsed.CommandResult.Children.OfType<OptionResult>().FirstOrDefault(o => o.Tokens.Any(t => t.Value.Trim().Length == 0)) is { } empty)
+        {
+            error.WriteLine($"udm: error: {empty.Option.Name}: the value is empty; give one (see `{CommandPath(parsed)} --help`)");
+            return UserError;
+        }
         if (parsed.Errors.Count > 0)
         {
             // Unrecognised tokens first: they usually explain the other errors (e.g. a mistyped command).

@@ -16,8 +16,9 @@ internal static class Options
         var option = new Option<int>("--threads") { Description = $"libtorch threads (0 = one per core; at most {MaxThreads}, 4 per core)", DefaultValueFactory = _ => 0 };
         option.Validators.Add(result =>
         {
-            int n = result.GetValueOrDefault<int>();
-            if (n < 0 || n > MaxThreads) result.AddError($"--threads: {n} is out of range; use 0 (one per core) up to {MaxThreads} (4 per core)");
+            // Only values that parse: the others get the parser's own error.
+            if (result.Tokens is [var token] && int.TryParse(token.Value, out int n) && (n < 0 || n > MaxThreads))
+                result.AddError($"--threads: {n} is out of range; use 0 (one per core) up to {MaxThreads} (4 per core)");
         });
         return option;
     }
