@@ -20,13 +20,8 @@ public sealed class RunLock : IDisposable
         string path = Path.Combine(runDirectory, FileName);
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            try
-            {
-                using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
-                using var writer = new StreamWriter(stream);
-                writer.Write(Environment.ProcessId);
-                return new RunLock(path);
-            }
+            FileStream stream;
+            try { stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read); }
             catch (IOException) when (File.Exists(path))
             {
                 string text;
@@ -34,7 +29,19 @@ public sealed class RunLock : IDisposable
                 catch (IOException) { continue; } // released between the two calls
                 if (int.TryParse(text, out int pid) && (pid == Environment.ProcessId || AtomicFile.ProcessRuns(pid)))
                     throw new UdmException($"{runDirectory} is in use by process {pid} (another training into it); wait for it to finish or stop it (kill {pid}), or train into another folder.") { Subject = "out" };
-                File.Delete(path); // stale: its process was killed
+                File.Delete(path); // stale: its process was killed (or an empty file from a failed write)
+                continue;
+            }
+            try
+            {
+                using (stream)
+                using (var writer = new StreamWriter(stream)) writer.Write(Environment.ProcessId);
+                return new RunLock(path);
+            }
+            catch (IOException)
+            {
+                File.Delete(path); // a full disk: leave no empty lock behind, and report the write's error
+                throw;
             }
         }
         throw new UdmException($"cannot take the lock {path}; another process keeps creating it.") { Subject = "out" };

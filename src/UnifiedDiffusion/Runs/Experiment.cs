@@ -116,10 +116,11 @@ public sealed class Experiment
         var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
         if (device is not null) config = config with { Device = device };
         if (precision is not null) config = config with { Precision = precision };
-        var experiment = new Experiment(config, progress);
+        // The checkpoint is checked before the experiment opens its data, which may mean a download.
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
+        var experiment = new Experiment(config, progress);
         Trainer.LoadWeights(experiment.Model.Network, state.Ema, "EMA");
         experiment.RunDirectory = runDir;
         experiment.Step = state.Step;

@@ -186,6 +186,28 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void AMismatchedCheckpointIsReportedBeforeAnyDataIsFetched()
+    {
+        string run = Path.Combine(_root, "run"), cache = Path.Combine(_root, "empty-cache");
+        UnifiedDiffusion.Runs.Experiment.Create(UnifiedDiffusion.Tests.Training.TrainingTests.Small(3, checkpointEvery: 3)).Train(run);
+        // The config now names a data set that is not cached (fetching it would download it).
+        File.WriteAllText(Path.Combine(run, "config.json"), (UnifiedDiffusion.Tests.Training.TrainingTests.Small(3) with { Data = "digits" }).ToJson());
+        Directory.CreateDirectory(cache);
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet", [typeof(UnifiedDiffusion.Cli.CommandLine).Assembly.Location, "sample", "--run", run])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        info.Environment["UDM_DATA"] = cache;
+        using var process = System.Diagnostics.Process.Start(info)!;
+        string error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains("was written for a different config", error);
+        Assert.DoesNotContain("fetch", error);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(cache));
+    }
+
+    [Fact]
     public void TheCacheRootFollowsUdmData()
     {
         string? before = Environment.GetEnvironmentVariable("UDM_DATA");

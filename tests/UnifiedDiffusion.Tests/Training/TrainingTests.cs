@@ -137,6 +137,53 @@ public sealed class TrainingTests : IDisposable
     }
 
     [Fact]
+    public void AFullDiskStopsTrainingInOneLineAndThePreviousCheckpointLoads()
+    {
+        string mount = Path.Combine(_root, "small-disk");
+        Directory.CreateDirectory(mount);
+        var (mounted, why) = Shell("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mount);
+        if (mounted != 0)
+        {
+            Console.WriteLine($"AFullDiskStopsTraining… skipped: cannot mount a small tmpfs here ({why.Trim()})");
+            return;
+        }
+        try
+        {
+            string run = Path.Combine(mount, "run");
+            Assert.Equal(TrainingOutcome.Completed, Experiment.Create(Small(6, checkpointEvery: 3)).Train(run));
+            // Fill the rest of the disk, then resume: the next checkpoint cannot be written.
+            using (var filler = new FileStream(Path.Combine(mount, "filler"), FileMode.Create))
+            {
+                var block = new byte[64 * 1024];
+                try { while (true) filler.Write(block); }
+                catch (IOException) { }
+            }
+            var (code, error) = UnifiedDiffusion.Tests.Cli.CliTests.Run("train", "--out", run, "--resume", "--steps", "9");
+            Assert.Equal(UnifiedDiffusion.Cli.CommandLine.UserError, code);
+            Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains("no space left on the device", error);
+            Assert.Equal(6, Checkpoint.Load(Path.Combine(run, Checkpoint.FileName)).Step);
+            Assert.Empty(Directory.GetFiles(run, "*.tmp-*"));
+        }
+        finally
+        {
+            Shell("umount", mount);
+        }
+    }
+
+    private static (int Code, string Error) Shell(string program, params string[] args)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(program, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+            string error = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            return (process.ExitCode, error);
+        }
+        catch (System.ComponentModel.Win32Exception e) { return (-1, e.Message); }
+    }
+
+    [Fact]
     public void KilledWriteNeverCorruptsThePreviousCheckpoint()
     {
         string path = Path.Combine(_root, "ckpt", Checkpoint.FileName);
