@@ -184,6 +184,36 @@ public sealed class TrainingTests : IDisposable
     }
 
     [Fact]
+    public void AKilledTrainingProcessResumesToTheUninterruptedResult()
+    {
+        int threads = torch.get_num_threads();
+        var config = Small(80, checkpointEvery: 5);
+        string full = Path.Combine(_root, "uninterrupted"), killed = Path.Combine(_root, "killed"), configPath = Path.Combine(_root, "small.json");
+        Experiment.Create(config).Train(full);
+        File.WriteAllText(configPath, config.ToJson());
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet", [typeof(UnifiedDiffusion.Cli.CommandLine).Assembly.Location, "train", configPath, "--out", killed, "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using (var process = System.Diagnostics.Process.Start(info)!)
+        {
+            // SIGKILL as soon as a checkpoint exists: mid-step or mid-write, wherever it lands.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.Exists(Path.Combine(killed, Checkpoint.FileName)) && !process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(5);
+            if (!process.HasExited) process.Kill();
+            process.WaitForExit();
+        }
+        Assert.True(File.Exists(Path.Combine(killed, Checkpoint.FileName)), "the child wrote no checkpoint");
+        var (code, error) = UnifiedDiffusion.Tests.Cli.CliTests.Run("train", "--out", killed, "--resume", "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(code == 0, error);
+        var a = Checkpoint.Load(Path.Combine(full, Checkpoint.FileName));
+        var b = Checkpoint.Load(Path.Combine(killed, Checkpoint.FileName));
+        Assert.Equal(80, b.Step);
+        Assert.Equal(a.Losses, b.Losses);
+        Assert.Equal(a.Ema, b.Ema);
+    }
+
+    [Fact]
     public void KilledWriteNeverCorruptsThePreviousCheckpoint()
     {
         string path = Path.Combine(_root, "ckpt", Checkpoint.FileName);
