@@ -179,8 +179,8 @@ internal static class EvalCommand
             {
                 if (request.Sampler == FamilyModel.ReferenceSampler)
                 {
-                    if (experiment is null) throw new UdmException("the data row measures a run's data set; use --run, or draw the mixture with `udm sample`.") { Subject = "sampler" };
-                    if (results.All(q => q.Sampler != FamilyModel.ReferenceSampler)) results.Add(experiment.Model.EvaluateReference(n, s));
+                    if (results.All(q => q.Sampler != FamilyModel.ReferenceSampler))
+                        results.Add(experiment?.Model.EvaluateReference(n, s) ?? oracleRun!.EvaluateReference(n, s));
                     continue;
                 }
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;

@@ -6,16 +6,6 @@ using static TorchSharp.torch;
 
 namespace UnifiedDiffusion.Cold;
 
-/// <summary>A posterior that is a single point: <see cref="Draw"/> returns the estimate itself.</summary>
-public sealed class PointPosterior(Tensor estimate) : IPosterior
-{
-    /// <summary>The point estimate x̂_0.</summary>
-    public Tensor Estimate { get; } = estimate;
-
-    /// <inheritdoc />
-    public Tensor Draw(Generator? generator) => Estimate;
-}
-
 /// <summary>The restoration loss of a cold model.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<RestorationLoss>))]
 public enum RestorationLoss

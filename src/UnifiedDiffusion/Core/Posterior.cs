@@ -13,6 +13,16 @@ public interface IPosterior
     Tensor Draw(Generator? generator);
 }
 
+/// <summary>A posterior that is a single point: <see cref="Draw"/> returns the estimate itself.</summary>
+public sealed class PointPosterior(Tensor estimate) : IPosterior
+{
+    /// <summary>The point estimate x̂_0.</summary>
+    public Tensor Estimate { get; } = estimate;
+
+    /// <inheritdoc />
+    public Tensor Draw(Generator? generator) => Estimate;
+}
+
 /// <summary>A posterior model <c>q(x_0 | x_t)</c>: a network, or an exact oracle in tests.</summary>
 public interface IPosteriorModel<out TPosterior> where TPosterior : IPosterior
 {

@@ -83,6 +83,7 @@ public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel
     {
         if (grid.Count < 2 || grid[^1] != 0) throw new ArgumentException("the grid must descend to 0", nameof(grid));
         using var noGrad = torch.no_grad();
+        context.History.Clear();
         var trajectory = Process.WithTrajectoryNoise(context.TrajectoryNoise);
         var x = start;
         if (options?.Fixed is { } fixedAtStart)
@@ -108,6 +109,7 @@ public sealed class Sampler<TPosterior>(IForwardProcess process, IPosteriorModel
             if (!ReferenceEquals(x, start)) x.Dispose();
             x = next;
         }
+        context.History.Clear();
         return x;
     }
 }

@@ -35,4 +35,34 @@ public sealed record SamplingContext
     /// sampler runs the process <see cref="IForwardProcess.WithTrajectoryNoise"/> gives for it.
     /// </summary>
     public Tensor? TrajectoryNoise { get; init; }
+
+    /// <summary>What multistep kernels remember of this trajectory's earlier steps (a fresh one per context).</summary>
+    public KernelHistory History { get; init; } = new();
+}
+
+/// <summary>
+/// The memory of a multistep kernel along one trajectory: the previous step's x̂_0. It lives outside
+/// every step's dispose scope and is released by <see cref="Clear"/> (the sampler clears it at the
+/// start and end of each run).
+/// </summary>
+public sealed class KernelHistory
+{
+    /// <summary>The x̂_0 of the previous step, or null before the first.</summary>
+    public Tensor? PreviousClean { get; private set; }
+
+    /// <summary>Keeps a copy of <paramref name="clean"/> as the previous step's x̂_0 (replacing the older one).</summary>
+    public void Remember(Tensor clean)
+    {
+        var kept = clean.detach().clone();
+        kept.DetachFromDisposeScope();
+        PreviousClean?.Dispose();
+        PreviousClean = kept;
+    }
+
+    /// <summary>Forgets everything.</summary>
+    public void Clear()
+    {
+        PreviousClean?.Dispose();
+        PreviousClean = null;
+    }
 }

@@ -22,6 +22,20 @@ public static class GaussianKernels
 
     /// <summary>DDIM, deterministic.</summary>
     public static InvertKernel Ddim() => new();
+
+    /// <summary>
+    /// DPM-Solver++(2M): the invert kernel (DDIM) on D = (1 + 1/(2r))·x̂_0 − 1/(2r)·x̂_0', with
+    /// h = λ_s − λ_t, r = h'/h (<see cref="NoiseSchedule.MultistepWeight"/>). In the paper's form,
+    /// x_s = (β̄_s/β̄_t)·x_t − ᾱ_s(e^{−h} − 1)·D.
+    /// </summary>
+    public static MultistepKernel DpmSolver2M(NoiseSchedule schedule) => new(new InvertKernel(), schedule.MultistepWeight);
+
+    /// <summary>
+    /// DPM-Solver++(2M) SDE (midpoint form): the interpolate kernel with σ̃ = √(1 − e^{−2h}) on the
+    /// same D, i.e. x_s = (β̄_s/β̄_t)e^{−h}·x_t + ᾱ_s(1 − e^{−2h})·D + β̄_s√(1 − e^{−2h})·z.
+    /// </summary>
+    public static MultistepKernel DpmSolver2MSde(NoiseSchedule schedule) =>
+        new(new InterpolateKernel((t, s) => Math.Sqrt(-double.ExpM1(-2 * (schedule.LogSnr(s) - schedule.LogSnr(t))))), schedule.MultistepWeight);
 }
 
 /// <summary>Settings of the Analytic-DPM kernel.</summary>

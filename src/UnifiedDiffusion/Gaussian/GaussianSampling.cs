@@ -38,11 +38,18 @@ public static class GaussianSamplers
         new("analytic-ddpm", "Analytic-DPM's variance, DDPM form", SamplerOption.AnalyticClip | SamplerOption.Gamma | Conditional,
             AnalyticEta: 1, DefaultClipPixels: 2, Likelihood: ElboVariance.Analytic),
         new("analytic-ddim", "Analytic-DPM's variance, DDIM form", SamplerOption.Eta | SamplerOption.AnalyticClip | SamplerOption.Gamma | Conditional,
-            DefaultClipPixels: 1));
+            DefaultClipPixels: 1),
+        new("dpm++2m", "DPM-Solver++(2M): DDIM on an x̂_0 extrapolated from the last two steps", Conditional,
+            DrawKernel: (schedule, _) => GaussianKernels.DpmSolver2M(schedule)),
+        new("dpm++2m-sde", "DPM-Solver++(2M) SDE: the stochastic variant (midpoint)", Conditional,
+            DrawKernel: (schedule, _) => GaussianKernels.DpmSolver2MSde(schedule)));
 
-    /// <summary>The samplers that need only a draw of x̂_0 (for decoders that draw tokens): ddpm and ddim.</summary>
+    /// <summary>
+    /// The samplers that need only a draw of x̂_0 (for decoders that draw tokens): ddpm and ddim. The
+    /// multistep ones would extrapolate between two token draws, which is not an estimate of anything.
+    /// </summary>
     public static SamplerRegistry<GaussianSamplerEntry> DrawOnly(string family) =>
-        new(family, "ddpm", [.. Registry.Entries.Where(e => !e.NeedsGamma)]);
+        new(family, "ddpm", [.. Registry.Entries.Where(e => e.Name is "ddpm" or "ddim")]);
 }
 
 /// <summary>A Gaussian sampler request: which sampler, how many steps, η, and the grid spacing or explicit levels.</summary>

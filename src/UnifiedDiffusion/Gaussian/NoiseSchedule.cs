@@ -103,6 +103,15 @@ public sealed class NoiseSchedule
     /// <summary>β̄_t = √(1 − ᾱ_t²), the noise coefficient.</summary>
     public double Noise(int t) => _noise[t];
 
+    /// <summary>λ_t = log(ᾱ_t/β̄_t), the half log signal-to-noise ratio of DPM-Solver (+∞ at t = 0).</summary>
+    public double LogSnr(int t) => Math.Log(_signal[t] / _noise[t]);
+
+    /// <summary>
+    /// DPM-Solver++(2M)'s extrapolation weight w = 1/(2r) of the step t → s after the step from
+    /// <paramref name="previous"/> to t: r = h'/h with h = λ_s − λ_t and h' = λ_t − λ_previous.
+    /// </summary>
+    public double MultistepWeight(int previous, int t, int s) => (LogSnr(s) - LogSnr(t)) / (2 * (LogSnr(t) - LogSnr(previous)));
+
     /// <summary>β_{t|s} = √(1 − (ᾱ_t/ᾱ_s)²): the noise added going from s up to t.</summary>
     public double TransitionNoise(int t, int s)
     {

@@ -94,6 +94,16 @@ public static class Evaluation
                 new Dictionary<string, double> { ["sliced_w2"] = w2, ["log_density"] = logDensity!.Value });
         }
 
+        /// <summary>The reference row: <paramref name="count"/> fresh draws of the mixture through the same metrics.</summary>
+        public EvaluationResult EvaluateReference(int count, long seed)
+        {
+            var clock = Stopwatch.StartNew();
+            using var samples = Mixture.Sample(count, new Generator((ulong)seed));
+            var (w2, logDensity) = Measure(samples, Mixture, seed);
+            return new EvaluationResult(Mixture.Name, "gaussian", FamilyModel.ReferenceSampler, 0, count, clock.Elapsed.TotalSeconds,
+                new Dictionary<string, double> { ["sliced_w2"] = w2, ["log_density"] = logDensity!.Value });
+        }
+
         /// <summary>The negative ELBO in bits/dim of fresh mixture samples along the spec's grid, with the exact denoiser.</summary>
         public double NllBitsPerDim(GaussianSamplerSpec spec, int count, long seed) =>
             Evaluation.NllBitsPerDim(Process, Model, Gamma, spec, Mixture, count, seed);

@@ -78,7 +78,7 @@ public sealed class ReadmeExampleTests : IDisposable
 
     private sealed class ExactRestorer(torch.Tensor image) : IPosteriorModel<IPosterior>
     {
-        public IPosterior Predict(torch.Tensor xt, torch.Tensor t, SamplingContext? context = null) => new UnifiedDiffusion.Cold.PointPosterior(image.expand(xt.shape));
+        public IPosterior Predict(torch.Tensor xt, torch.Tensor t, SamplingContext? context = null) => new PointPosterior(image.expand(xt.shape));
     }
 
     [Fact]
