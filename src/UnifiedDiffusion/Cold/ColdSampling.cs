@@ -27,15 +27,24 @@ public static class ColdSampling
     /// <summary>
     /// The cold samplers, all made of the core kernels: naive (re-corrupt, the paper's Algorithm 1),
     /// tacos (invert, x_s = x_t − D_t(x̂_0) + D_s(x̂_0), the paper's improved Algorithm 2), interpolate
-    /// (the residual mixes the inferred one with fresh σε in proportion σ̃), and the baselines direct
+    /// (the residual mixes the inferred one with fresh σε in proportion σ̃), multistep (tacos on an
+    /// x̂_0 extrapolated from the last two steps, <see cref="LevelWeight"/>), and the baselines direct
     /// and degraded. tacos is the default.
     /// </summary>
     public static SamplerRegistry<ColdSamplerEntry> Registry { get; } = new("cold", "tacos",
         new("naive", "re-corrupt: x_s = D_s(x̂_0) (+ fresh σε)", Generation, [], _ => new ReCorruptKernel()),
         new("tacos", "invert (TACoS): x_s = x_t − D_t(x̂_0) + D_s(x̂_0)", Generation, ["improved"], _ => new InvertKernel()),
         new("interpolate", "inferred and fresh residual mixed by σ̃ = η (σ > 0)", SamplerOption.Eta | Generation, [], Interpolate, NeedsNoise: true),
+        new("multistep", "TACoS on x̂_0 extrapolated from the last two steps (second order in the level)", Generation, [],
+            _ => new MultistepKernel(new InvertKernel(), LevelWeight)),
         new("direct", "one pass of the network from level T (baseline)", SamplerOption.None, [], null, BaselineSteps: 1),
         new("degraded", "the degraded input itself (baseline)", SamplerOption.None, [], null, BaselineSteps: 0));
+
+    /// <summary>
+    /// The multistep weight of a cold process, which has no λ: DPM-Solver++(2M)'s w = h/(2h') with the
+    /// level as time, h = t − s and h' = t' − t.
+    /// </summary>
+    public static double LevelWeight(int previous, int t, int s) => (t - s) / (2.0 * (previous - t));
 
     private static InterpolateKernel Interpolate(double noiseFraction) => noiseFraction is >= 0 and <= 1
         ? new InterpolateKernel(noiseFraction)

@@ -42,6 +42,8 @@ public sealed class ColdSamplingTests(ITestOutputHelper output)
     [InlineData("blur-circular", "tacos")]
     [InlineData("mask-random", "naive")]
     [InlineData("mask-random", "improved")]
+    [InlineData("blur-circular", "multistep")]
+    [InlineData("mask-random", "multistep")]
     public void ExactRestorationReturnsTheSourceWithBothSamplers(string degradationName, string sampler)
     {
         using var scope = torch.NewDisposeScope();
