@@ -39,7 +39,10 @@ internal static class ProgressView
             if (done < nextReport && done != total) return;
             nextReport = done + Math.Max(1, total / 10);
             double eta = done > 0 ? clock.Elapsed.TotalSeconds / done * (total - done) : double.NaN;
-            Console.Error.WriteLine($"{title} {done}/{total} {detail} elapsed {clock.Elapsed:mm\\:ss} eta {TimeSpan.FromSeconds(double.IsFinite(eta) ? eta : 0):mm\\:ss}");
+            Console.Error.WriteLine($"{title} {done}/{total} {detail} elapsed {Clock(clock.Elapsed)} eta {Clock(TimeSpan.FromSeconds(double.IsFinite(eta) ? eta : 0))}");
         });
     }
+
+    /// <summary>m:ss, or h:mm:ss from an hour on (mm:ss alone wraps at 60 minutes).</summary>
+    internal static string Clock(TimeSpan span) => span.TotalHours >= 1 ? $"{(int)span.TotalHours}:{span:mm\\:ss}" : $"{span:mm\\:ss}";
 }

@@ -316,3 +316,15 @@ public sealed class ErrorBoundaryTests : IDisposable
         Assert.DoesNotContain("   at ", error);
     }
 }
+
+/// <summary>Progress lines for logs (non-terminal output).</summary>
+public sealed class ProgressViewTests
+{
+    [Fact]
+    public void ClockShowsHoursOnceAnHourHasPassed()
+    {
+        Assert.Equal("04:53", ProgressView.Clock(TimeSpan.FromSeconds(293)));
+        Assert.Equal("1:04:53", ProgressView.Clock(TimeSpan.FromSeconds(3893)));
+        Assert.Equal("26:00:00", ProgressView.Clock(TimeSpan.FromHours(26)));
+    }
+}
