@@ -95,6 +95,7 @@ internal static class SampleCommand
         var output = new Option<string?>("--out") { Description = "output file: .png (image grid or scatter plot), .csv (points) or .txt (text); default RUN/samples-SAMPLER-STEPS.EXT" };
         var inpaint = new Option<string?>("--inpaint") { Description = "image models: a PNG whose pixels are kept where --mask is white; the rest is generated" };
         var mask = new Option<string?>("--mask") { Description = "with --inpaint: a PNG of the same size, white = keep, black = fill" };
+        var trajectoryOption = new Option<string?>("--trajectory") { Description = "also record every step of the first samples: a PNG sheet of x_t and x̂_0 rows (images), a strip of scatter plots (points), or a text file with changed positions marked (text)" };
         var fix = new Option<string?>("--fix") { Description = "text models: fixed characters, as a comma list per position (\"春,,,,,夏,,,,,秋,,,,,冬\") or a template with _ for free positions (\"床前明月光_______________\")" };
         var device = Options.Device();
         var precision = Options.Precision("the run's");
@@ -102,7 +103,7 @@ internal static class SampleCommand
         var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences. "
             + "Cold runs restore held-out images (a sheet of original, degraded, restored rows) unless --generate is given.")
         {
-            run, count, seed, output, inpaint, mask, fix, device, precision, threads,
+            run, count, seed, output, trajectoryOption, inpaint, mask, fix, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -119,14 +120,27 @@ internal static class SampleCommand
             int steps = request.Steps ?? model.DefaultSteps;
             string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.Modality.SampleExtension}");
             model.Modality.CheckOutput(path, n); // before any sampling
+            string? trajectoryPath = r.GetValue(trajectoryOption);
+            if (trajectoryPath is not null && !Path.GetExtension(trajectoryPath).Equals(model.Modality.TrajectoryExtension, StringComparison.OrdinalIgnoreCase))
+                throw new UdmException($"{trajectoryPath}: a trajectory of {model.Modality.Name} is written as a {model.Modality.TrajectoryExtension} file.") { Subject = "trajectory" };
+            using var recorder = trajectoryPath is null ? null : new TrajectoryRecorder(model.Modality.TrajectoryRows);
             long sampleSeed = r.GetValue(seed);
             string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
             var written = ProgressView.Run($"sample {sampler}", steps, report =>
             {
-                var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = model.Modality.SamplingBatch };
+                var options = new SamplingOptions
+                {
+                    OnStep = p => { recorder?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
+                    MaxBatch = model.Modality.SamplingBatch,
+                };
                 if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
                 return model.WriteSamples(path, request, n, sampleSeed, options, title, template);
             });
+            if (recorder is not null)
+            {
+                model.Modality.WriteTrajectory(trajectoryPath!, recorder, title);
+                Console.WriteLine($"wrote the trajectory of {Math.Min(n, recorder.Rows)} samples over {recorder.Steps.Count} steps to {trajectoryPath}");
+            }
             Console.WriteLine($"wrote {n} {written} to {path} ({Precisions.Name(experiment.Precision)})");
             return 0;
         });

@@ -11,6 +11,12 @@ public interface IPosterior
 {
     /// <summary>Draws x̂_0 ~ q(x_0 | x_t), or returns the point estimate for point posteriors.</summary>
     Tensor Draw(Generator? generator);
+
+    /// <summary>
+    /// A point estimate of x_0 for showing, which draws nothing, so that looking at a trajectory
+    /// never changes it: the point itself for point posteriors (the default), the mode for categorical ones.
+    /// </summary>
+    Tensor Estimate() => Draw(null);
 }
 
 /// <summary>A posterior that is a single point: <see cref="Draw"/> returns the estimate itself.</summary>

@@ -48,6 +48,15 @@ public abstract class Modality
     /// <summary>Memory that sampling may use: a quarter of what the machine has available, at most 2 GiB.</summary>
     public static long MemoryBudgetBytes => Math.Min(2L << 30, Platform.AvailableMemoryBytes() / 4);
 
+    /// <summary>How many samples a trajectory file follows.</summary>
+    public virtual int TrajectoryRows => 4;
+
+    /// <summary>The file extension of <see cref="WriteTrajectory"/>: .png, or .txt for text.</summary>
+    public virtual string TrajectoryExtension => ".png";
+
+    /// <summary>Writes a recorded trajectory for a person to look at: every step's x_t and estimate of x_0.</summary>
+    public abstract void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title);
+
     /// <summary>
     /// Checks an output path and count before any work: the extension, and the most a file of that
     /// kind can show (a PNG grid or scatter plot). A one-line error says what fits.
@@ -109,6 +118,21 @@ public sealed class PointModality : Modality
 
     /// <inheritdoc />
     public override nn.Module<Tensor, Tensor, Tensor> Denoiser(ExperimentConfig config) => new MlpDenoiser((int)Data.Train.SampleShape[0], config.Network);
+
+    /// <inheritdoc />
+    /// <remarks>Points are followed as a cloud: the first 2,000.</remarks>
+    public override int TrajectoryRows => 2000;
+
+    /// <inheritdoc />
+    /// <remarks>A strip of scatter plots of x_t at up to 8 steps, then the samples.</remarks>
+    public override void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title)
+    {
+        if (!Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
+            throw new UdmException($"{path}: a points trajectory is written as a .png strip of scatter plots.") { Subject = "trajectory" };
+        var panels = trajectory.Spread(8).Select(s => ($"x_t, t = {s.T}", s.Xt)).ToList();
+        if (trajectory.Final is { } final) panels.Add(("x_0 (samples)", final));
+        Plots.ScatterGrid(path, panels, panelSize: 300, columns: panels.Count);
+    }
 
     /// <summary>The most points a scatter plot shows.</summary>
     public const int MaxScatterPoints = 100_000;
@@ -188,6 +212,29 @@ public sealed class ImageModality : Modality
 
     /// <inheritdoc />
     public override string SampleExtension => ".png";
+
+    /// <inheritdoc />
+    /// <remarks>For each followed sample two rows: x_t at up to 16 steps and then the sample, and the estimate of x_0 at the same steps.</remarks>
+    public override void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title)
+    {
+        RequirePng(path);
+        var steps = trajectory.Spread(16);
+        if (steps.Count == 0) return;
+        using var scope = torch.NewDisposeScope();
+        long rows = steps[0].Xt.shape[0];
+        if (steps[0].Xt.shape.Length != 4 || steps[0].Clean.shape.Length != 4)
+            throw new UdmException("this family's x_t is not an image (a latent); --trajectory shows image families whose x_t has pixels.") { Subject = "trajectory" };
+        var blank = torch.full_like(steps[0].Xt[0], -1); // black
+        var images = new List<Tensor>();
+        for (long r = 0; r < rows; r++)
+        {
+            images.AddRange(steps.Select(s => s.Xt[r].clamp(-1, 1)));
+            images.Add(trajectory.Final is { } final ? final[r].clamp(-1, 1) : blank);
+            images.AddRange(steps.Select(s => s.Clean[r].clamp(-1, 1)));
+            images.Add(blank);
+        }
+        ImageGrid.Save(path, torch.stack(images, 0), columns: steps.Count + 1);
+    }
 
     /// <summary>The most images a PNG grid shows (a 32 × 32 sheet).</summary>
     public const int MaxGridImages = 1024;
@@ -328,6 +375,39 @@ public sealed class TextModality : Modality
 
     /// <summary>Decodes sequences to strings ([PAD] removed).</summary>
     public IReadOnlyList<string> Decode(Tensor sequences) => _judge.Decode(sequences);
+
+    /// <inheritdoc />
+    public override string TrajectoryExtension => ".txt";
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// For each followed sample, a line per step: the level, x_t with the positions that changed since
+    /// the previous step in ⟨ ⟩, and the estimate of x_0 (each position's most likely token); [MASK] shows as _.
+    /// </remarks>
+    public override void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title)
+    {
+        CheckOutput(path, 0);
+        if (trajectory.Steps.Count > 0 && trajectory.Steps[0].Xt.is_floating_point())
+            throw new UdmException("this family's x_t is a latent, not text; --trajectory shows the mask and edit families.") { Subject = "trajectory" };
+        var tokens = Train.Vocabulary.Tokens;
+        string Show(long id) => id == Tokens.Vocabulary.MaskId ? "_" : id == Tokens.Vocabulary.PadId ? "" : tokens[(int)id];
+        var text = new System.Text.StringBuilder($"# {title}\n# each line: level t, x_t (⟨changed since the line above⟩), then the most likely x_0\n");
+        long rows = trajectory.Steps.Count == 0 ? 0 : trajectory.Steps[0].Xt.shape[0];
+        for (long r = 0; r < rows; r++)
+        {
+            text.Append($"\n## sample {r + 1}\n");
+            long[]? before = null;
+            foreach (var step in trajectory.Steps)
+            {
+                long[] now = step.Xt[r].data<long>().ToArray(), clean = step.Clean[r].data<long>().ToArray();
+                var xt = string.Concat(now.Select((id, i) => before is not null && before[i] != id ? $"⟨{Show(id)}⟩" : Show(id)));
+                text.Append(FormattableString.Invariant($"t={step.T,4}  {xt}   x̂_0: {string.Concat(clean.Select(Show))}\n"));
+                before = now;
+            }
+            if (trajectory.Final is { } final) text.Append($"  end  {_judge.Decode(final.narrow(0, r, 1))[0]}\n");
+        }
+        AtomicFile.WriteAllText(path, text.ToString());
+    }
 
     /// <summary>A text formatted for reading: poems split into their lines.</summary>
     public string Format(string text) => _judge.Format(text);

@@ -21,6 +21,9 @@ public sealed class CategoricalPosterior : IPosterior
     /// <summary>The marginals, [B, L, V].</summary>
     public Tensor Probabilities { get; }
 
+    /// <summary>The most likely token of each position (int64 [B, L]).</summary>
+    public Tensor Estimate() => Probabilities.argmax(2);
+
     /// <summary>Draws x̂_0: each position independently from its marginal (int64 [B, L]).</summary>
     /// <remarks>
     /// By inversion of the cumulative distribution (in float64): the first token whose cumulative

@@ -191,6 +191,14 @@ public sealed class CliTests : IDisposable
         Assert.Equal(70000, lines.Length);
         Assert.All(new[] { lines[0], lines[65535], lines[65536], lines[^1] }, line => Assert.Equal(2, line.Split(',').Length));
         Assert.All(lines.Take(1000), line => Assert.True(double.IsFinite(double.Parse(line.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture))));
+
+        // A trajectory of points: a strip of scatter plots (8 steps and the samples), and the same samples as without it.
+        string plain = Path.Combine(_root, "plain.csv"), traced = Path.Combine(_root, "traced.csv"), strip = Path.Combine(_root, "strip.png");
+        Assert.Equal(0, RunPrinting("sample", "--run", run, "--count", "300", "--steps", "10", "--sampler", "ddpm", "--out", plain).Code);
+        Assert.Equal(0, RunPrinting("sample", "--run", run, "--count", "300", "--steps", "10", "--sampler", "ddpm", "--out", traced, "--trajectory", strip).Code);
+        Assert.Equal(File.ReadAllLines(plain), File.ReadAllLines(traced));
+        using (var image = SkiaSharp.SKBitmap.Decode(strip)) Assert.Equal(9 * 300, image.Width);
+        AssertOneLineError(Run("sample", "--run", run, "--trajectory", Path.Combine(_root, "t.txt")), "--trajectory: ");
     }
 
     [Fact]

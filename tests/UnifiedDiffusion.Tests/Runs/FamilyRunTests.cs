@@ -146,6 +146,15 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Equal(6, lines.Count);
         Assert.All(lines, l => Assert.StartsWith("call me", l));
 
+        // The trajectory: a line per step for each followed sample, changes marked, and the same samples as without it.
+        string traced = Path.Combine(_root, family + "-traced.txt"), trajectory = Path.Combine(_root, family + "-trajectory.txt");
+        Assert.Equal(0, Cli("sample", "--run", run, "--count", "6", "--fix", "call me_____", "--out", traced, "--trajectory", trajectory).Code);
+        Assert.Equal(File.ReadAllLines(output).Skip(1), File.ReadAllLines(traced).Skip(1));
+        var steps = File.ReadAllLines(trajectory).Where(l => l.StartsWith("t=", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4 * 5, steps.Count); // 4 samples × 5 steps: the template leaves 5 of the 12 positions free
+        Assert.Contains(steps, l => l.Contains('⟨'));
+        Assert.Equal(2, Cli("sample", "--run", run, "--trajectory", Path.Combine(_root, "t.png")).Code);
+
         var (code, json, _) = Cli("eval", "--run", run, "--count", "12", "--sampler", "improved,recorrupt", "--nll", "--json");
         Assert.Equal(0, code);
         using var doc = JsonDocument.Parse(json);
