@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the benchmark table of BENCHMARKS.md in one command, on an idle machine:
-#   bench/run-all.sh                 # full configuration (about 45-60 min on 2 cores), writes bench/results.md and .json
+#   bench/run-all.sh                 # full configuration, fp32 and bf16 rows on bf16 CPUs (about 60-90 min on 2 cores), writes bench/results.md and .json
 #   bench/run-all.sh --smoke         # a few minutes: checks the whole pipeline, numbers not for publishing
 # Extra arguments go to `udm bench` (e.g. --rounds 7, --suite unet, --threads 2).
 # Runs the C# side and the PyTorch reference (Debian's python3-torch, bench/install-pytorch.sh)

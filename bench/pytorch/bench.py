@@ -389,6 +389,13 @@ def run_round(settings, ids, round_index):
 
 
 def run_memory(settings, row):
+    """One memory row; an id ending in @bf16 runs under CPU autocast in bfloat16."""
+    bf16 = row.endswith("@bf16")
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return run_memory_row(settings, row[:-len("@bf16")] if bf16 else row)
+
+
+def run_memory_row(settings, row):
     out = {}
     if row == "mem.baseline":
         torch.ones(1)

@@ -210,9 +210,15 @@ internal static class BenchCommand
             rows.Add(new Row($"params.{key}", w.Suite, $"parameters, {key} network (checked equal)", "count", mine, theirs, [], []));
         }
 
-        foreach (var memory in Workload.MemoryRows(settings).Where(m => Selected(m.Id, m.Suite)))
+        // Memory rows at each precision: bf16 rows carry @bf16 (the baseline has no network and runs once).
+        var memoryRows = precisions.SelectMany(p => Workload.MemoryRows(settings)
+            .Where(m => p == "fp32" || m.Id != "mem.baseline")
+            .Select(m => p == "fp32" ? m : m with { Id = m.Id + "@bf16", Measure = m.Measure + ", bf16" }));
+        foreach (var memory in memoryRows.Where(m => Selected(m.Id, m.Suite)))
         {
-            if (memory.Id == "mem.drift" && settings.RssSteps <= 0) continue;
+            bool drift = memory.Id.StartsWith("mem.drift", StringComparison.Ordinal);
+            string suffix = memory.Id.EndsWith("@bf16", StringComparison.Ordinal) ? "@bf16" : "";
+            if (drift && settings.RssSteps <= 0) continue;
             Log($"memory row {memory.Id} (C#, own process)");
             var mine = PythonSide.CSharpMemory(settingsPath, memory.Id);
             Log($"memory row {memory.Id} C#: {mine}");
@@ -224,11 +230,11 @@ internal static class BenchCommand
                 Log($"memory row {memory.Id} PyTorch: {theirs}");
             }
             double? Read(JsonElement? e, string field) => e is JsonElement j && j.TryGetProperty(field, out var v) ? v.GetDouble() : null;
-            if (memory.Id == "mem.drift")
+            if (drift)
             {
-                rows.Add(new Row("mem.drift.warm", memory.Suite, $"RSS at toy MLP training step {settings.RssWarmStep}", "MB", Read(mine, "rss_warm_mb"), Read(theirs, "rss_warm_mb"), [], []));
-                rows.Add(new Row("mem.drift.end", memory.Suite, $"RSS at toy MLP training step {settings.RssSteps}", "MB", Read(mine, "rss_end_mb"), Read(theirs, "rss_end_mb"), [], []));
-                rows.Add(new Row("mem.drift", memory.Suite, memory.Measure + " (target < 5%)", "%", Read(mine, "growth_percent"), Read(theirs, "growth_percent"), [], []));
+                rows.Add(new Row("mem.drift.warm" + suffix, memory.Suite, $"RSS at toy MLP training step {settings.RssWarmStep}{(suffix.Length > 0 ? ", bf16" : "")}", "MB", Read(mine, "rss_warm_mb"), Read(theirs, "rss_warm_mb"), [], []));
+                rows.Add(new Row("mem.drift.end" + suffix, memory.Suite, $"RSS at toy MLP training step {settings.RssSteps}{(suffix.Length > 0 ? ", bf16" : "")}", "MB", Read(mine, "rss_end_mb"), Read(theirs, "rss_end_mb"), [], []));
+                rows.Add(new Row(memory.Id, memory.Suite, memory.Measure + " (target < 5%)", "%", Read(mine, "growth_percent"), Read(theirs, "growth_percent"), [], []));
             }
             else rows.Add(new Row(memory.Id, memory.Suite, memory.Measure, memory.Unit, Read(mine, "peak_mb"), Read(theirs, "peak_mb"), [], []));
         }

@@ -208,6 +208,8 @@ internal abstract class Workload
     /// <summary>Runs one memory row in this process and returns its readings (MB, and % for the drift).</summary>
     public static Dictionary<string, double> RunMemoryRow(string id, BenchSettings s, Action<string>? log = null)
     {
+        // An id ending in @bf16 runs its workload in bf16 (the settings file holds the run's fp32 settings).
+        if (id.EndsWith("@bf16", StringComparison.Ordinal)) (id, s) = (id[..^"@bf16".Length], s with { Precision = "bf16" });
         var result = new Dictionary<string, double>();
         switch (id)
         {
