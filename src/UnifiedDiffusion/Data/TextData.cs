@@ -104,7 +104,7 @@ public sealed record Poem(string Author, string Title, IReadOnlyList<string> Par
 public static class PoemCorpus
 {
     /// <summary>The derived set names.</summary>
-    public static IReadOnlyList<string> SetNames { get; } = ["wujue", "qijue", "line5"];
+    public static IReadOnlyList<string> SetNames { get; } = ["wujue", "wuyan", "qijue", "line5"];
 
     /// <summary>Reads the files in ordinal order of their paths, poems in file order.</summary>
     public static IReadOnlyList<Poem> Load(IEnumerable<string> jsonFiles)
@@ -161,14 +161,43 @@ public static class PoemCorpus
         TextSplits.ByHash(poems.Select(Lines).Where(l => l.Count == 4 && l.All(x => RuneCount(x) == lineLength))
             .Select(l => string.Concat(l)).Distinct(StringComparer.Ordinal));
 
+    /// <summary>
+    /// Every four-line unit of 5-character poems, 20 characters each: quatrains (五言绝句), both halves
+    /// of 8-line regulated verse (五言律诗), and each 4-line stanza of longer 5-character poems whose
+    /// line count is a multiple of four. Split by poem (the hash of the whole poem), so that no
+    /// held-out poem has a half in training; a unit seen before (in another poem) is not added again.
+    /// </summary>
+    public static TextSplits FiveCharacterStanzas(IEnumerable<Poem> poems)
+    {
+        List<string> train = [], validation = [], test = [];
+        var poemsSeen = new HashSet<string>(StringComparer.Ordinal);
+        var unitsSeen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var poem in poems)
+        {
+            var lines = Lines(poem);
+            if (lines.Count == 0 || lines.Count % 4 != 0 || !lines.All(l => RuneCount(l) == 5)) continue;
+            string whole = string.Concat(lines);
+            if (!poemsSeen.Add(whole)) continue;
+            uint bucket = TextSplits.StableHash(whole) % 100;
+            var target = bucket < 90 ? train : bucket < 95 ? validation : test;
+            for (int k = 0; k < lines.Count; k += 4)
+            {
+                string unit = string.Concat(lines.Skip(k).Take(4));
+                if (unitsSeen.Add(unit)) target.Add(unit);
+            }
+        }
+        return new TextSplits(train, validation, test);
+    }
+
     /// <summary>Every line of exactly <paramref name="lineLength"/> characters, distinct, split by hash.</summary>
     public static TextSplits SingleLines(IEnumerable<Poem> poems, int lineLength) =>
         TextSplits.ByHash(poems.SelectMany(Lines).Where(x => RuneCount(x) == lineLength).Distinct(StringComparer.Ordinal));
 
-    /// <summary>A derived set by name: wujue (20 characters), qijue (28) or line5 (5).</summary>
+    /// <summary>A derived set by name: wujue (20 characters), wuyan (20, every 5-character stanza), qijue (28) or line5 (5).</summary>
     public static TextSplits Derive(IEnumerable<Poem> poems, string set) => set.ToLowerInvariant() switch
     {
         "wujue" => Quatrains(poems, 5),
+        "wuyan" => FiveCharacterStanzas(poems),
         "qijue" => Quatrains(poems, 7),
         "line5" => SingleLines(poems, 5),
         _ => throw new UdmException($"unknown poem set \"{set}\": use one of {string.Join(", ", SetNames)}."),
@@ -177,7 +206,7 @@ public static class PoemCorpus
     /// <summary>The sequence length of a derived set.</summary>
     public static int LengthOf(string set) => set.ToLowerInvariant() switch
     {
-        "wujue" => 20,
+        "wujue" or "wuyan" => 20,
         "qijue" => 28,
         "line5" => 5,
         _ => throw new UdmException($"unknown poem set \"{set}\": use one of {string.Join(", ", SetNames)}."),

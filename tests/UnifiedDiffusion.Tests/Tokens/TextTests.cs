@@ -45,6 +45,32 @@ public sealed class TextDataTests
     }
 
     [Fact]
+    public void WuyanTakesEveryFiveCharacterStanzaAndSplitsByPoem()
+    {
+        static Poem P(params string[] lines) => new("a", "t", [.. lines]);
+        string[] lushi = ["國破山河在", "城春草木深", "感時花濺淚", "恨別鳥驚心", "烽火連三月", "家書抵萬金", "白頭搔更短", "渾欲不勝簪"];
+        var poems = new[]
+        {
+            P("床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"),      // a quatrain: one unit
+            P([.. lushi.Select(l => l + "，")]),                              // regulated verse: two units
+            P("朝辭白帝彩雲間，千里江陵一日還。", "兩岸猿聲啼不住，輕舟已過萬重山。"), // 7 characters: none
+            P("春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。", "白日依山盡，黃河入海流。"), // 6 lines: none
+            P("床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"),      // the same poem again: none
+        };
+        var split = PoemCorpus.Derive(poems, "wuyan");
+        var all = split.Train.Concat(split.Validation).Concat(split.Test).ToList();
+        Assert.Equal(3, all.Count);
+        Assert.All(all, unit => Assert.Equal(20, unit.Length));
+        string first = string.Concat(lushi.Take(4)), second = string.Concat(lushi.Skip(4));
+        Assert.Contains(first, all);
+        Assert.Contains(second, all);
+        // Both halves of the regulated verse are on the same side of the split.
+        var sides = new[] { split.Train, split.Validation, split.Test };
+        Assert.Equal(Array.FindIndex(sides, s => s.Contains(first)), Array.FindIndex(sides, s => s.Contains(second)));
+        Assert.Equal(20, PoemCorpus.LengthOf("wuyan"));
+    }
+
+    [Fact]
     public void HashSplitIsStableAndRoughlyNinetyFiveFive()
     {
         var strings = Enumerable.Range(0, 20_000).Select(i => $"s{i}").ToList();
