@@ -253,7 +253,7 @@ internal static class EvalCommand
 internal static class MetricsTable
 {
     /// <summary>Lower is better for these; the others are higher-is-better or neutral.</summary>
-    private static readonly string[] LowerIsBetter = ["sliced_w2", "nll_bits_per_dim", "fid", "rmse", "perplexity", "copy_rate", "nelbo_bits_per_token"];
+    private static readonly string[] LowerIsBetter = ["sliced_w2", "nll_bits_per_dim", "fid", "rmse", "perplexity", "copy_rate", "nelbo_bits_per_token", "gamma_rel_error"];
 
     public static void Print(string title, IEnumerable<EvaluationResult> rows)
     {

@@ -56,7 +56,7 @@ internal static class Options
         private readonly Option<double?> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 deterministic, 1 DDPM-like noise); for cold interpolate, σ̃" };
         private readonly Option<string> _grid = new("--grid") { Description = "time grid: leading, trailing, quadratic, or explicit levels such as \"999,500,0\"", DefaultValueFactory = _ => "leading" };
         private readonly Option<double?> _clip = new("--analytic-clip") { Description = "analytic samplers: cap the noise of the step onto the lowest level at this many pixel bins of 2/255 (official code: 2 for analytic-ddpm, 1 for analytic-ddim); 0 disables" };
-        private readonly Option<string?> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, noise-norm (the paper's E‖ε̂‖²/d, the default) or residual (1 − E‖ε − ε̂‖²/d)" };
+        private readonly Option<string?> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, residual (1 − E‖ε − ε̂‖²/d, the default) or noise-norm (the paper's E‖ε̂‖²/d, far noisier where Γ is near 1)" };
         private readonly Option<string?> _order = new("--order") { Description = "mask fill and edit repair samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
         private readonly Option<double?> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)" };
         private readonly Option<int?> _label = new("--label") { Description = "class-conditional image models: the class to draw (default: cycle through the classes)" };

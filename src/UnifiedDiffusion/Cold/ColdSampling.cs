@@ -19,24 +19,46 @@ public sealed record ColdSamplerEntry(string Name, string Summary, SamplerOption
     Func<double, IReverseKernel<IPosterior>>? Kernel, int? BaselineSteps = null, bool NeedsNoise = false)
     : SamplerEntry(Name, Summary, Accepts, Aliases);
 
+/// <summary>
+/// TACoS (Bansal et al., 2022, Algorithm 2) as the article and the reference code write it:
+/// x_s = x_t − D_t(x̂_0) + D_s(x̂_0) at every step, the step onto 0 included, where D_0 is the identity:
+/// x_0 = x̂_0 + (x_1 − D_1(x̂_0)). The core's <see cref="InvertKernel"/> is the same step everywhere
+/// else, but returns x̂_0 onto level 0, because F_0 keeps no residual. When σ &gt; 0 the residual also
+/// holds the noise σε, which a clean sample must not keep, so there the step onto 0 returns x̂_0 too.
+/// </summary>
+public sealed class TacosKernel : IReverseKernel<IPosterior>
+{
+    private static readonly InvertKernel Invert = new();
+
+    /// <inheritdoc />
+    public Tensor Step(IForwardProcess process, Tensor xt, ReverseStep step, IPosterior posterior, SamplingContext context)
+    {
+        if (!step.IsFinal || process is ColdProcess { Sigma: > 0 }) return Invert.Step(process, xt, step, posterior, context);
+        var x0 = posterior.Draw(context.Generator);
+        return process.InferNoiseAt(x0, xt, step.T).add_(x0);
+    }
+}
+
 /// <summary>Restoration and generation with a cold posterior model.</summary>
 public static class ColdSampling
 {
     private const SamplerOption Generation = SamplerOption.Generate | SamplerOption.PriorNoise;
 
     /// <summary>
-    /// The cold samplers, all made of the core kernels: naive (re-corrupt, the paper's Algorithm 1),
-    /// tacos (invert, x_s = x_t − D_t(x̂_0) + D_s(x̂_0), the paper's improved Algorithm 2), interpolate
-    /// (the residual mixes the inferred one with fresh σε in proportion σ̃), multistep (tacos on an
-    /// x̂_0 extrapolated from the last two steps, <see cref="LevelWeight"/>), and the baselines direct
-    /// and degraded. tacos is the default.
+    /// The cold samplers, made of the core kernels: naive (re-corrupt, the paper's Algorithm 1),
+    /// tacos (<see cref="TacosKernel"/>, x_s = x_t − D_t(x̂_0) + D_s(x̂_0), the paper's improved
+    /// Algorithm 2, onto level 0 too), tacos-x0 (the core's invert kernel, which returns x̂_0 at the
+    /// step onto 0), interpolate (the residual mixes the inferred one with fresh σε in proportion σ̃),
+    /// multistep (tacos on an x̂_0 extrapolated from the last two steps, <see cref="LevelWeight"/>), and
+    /// the baselines direct and degraded. tacos is the default.
     /// </summary>
     public static SamplerRegistry<ColdSamplerEntry> Registry { get; } = new("cold", "tacos",
         new("naive", "re-corrupt: x_s = D_s(x̂_0) (+ fresh σε)", Generation, [], _ => new ReCorruptKernel()),
-        new("tacos", "invert (TACoS): x_s = x_t − D_t(x̂_0) + D_s(x̂_0)", Generation, ["improved"], _ => new InvertKernel()),
+        new("tacos", "invert (TACoS): x_s = x_t − D_t(x̂_0) + D_s(x̂_0), onto level 0 too (D_0 = identity)", Generation, ["improved"], _ => new TacosKernel()),
+        new("tacos-x0", "TACoS whose step onto level 0 returns x̂_0 (the core's invert kernel)", Generation, [], _ => new InvertKernel()),
         new("interpolate", "inferred and fresh residual mixed by σ̃ = η (σ > 0)", SamplerOption.Eta | Generation, [], Interpolate, NeedsNoise: true),
         new("multistep", "TACoS on x̂_0 extrapolated from the last two steps (second order in the level)", Generation, [],
-            _ => new MultistepKernel(new InvertKernel(), LevelWeight)),
+            _ => new MultistepKernel(new TacosKernel(), LevelWeight)),
         new("direct", "one pass of the network from level T (baseline)", SamplerOption.None, [], null, BaselineSteps: 1),
         new("degraded", "the degraded input itself (baseline)", SamplerOption.None, [], null, BaselineSteps: 0));
 

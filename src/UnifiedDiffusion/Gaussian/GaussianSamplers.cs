@@ -48,14 +48,15 @@ public static class GaussianKernels
 /// </param>
 /// <param name="DataRange">b − a for data in [a, b]: bounds the posterior variance by (b − a)²/4
 /// (the paper's Theorem 2) and sets the pixel bin width. Null: no such bound, and bins of 2/255.</param>
-/// <param name="Estimator">Which Γ_t estimate to use (see <see cref="GammaEstimator"/>).</param>
+/// <param name="Estimator">Which Γ_t estimate to use (see <see cref="GammaEstimator"/>); residual by default,
+/// whose error relative to 1 − Γ_t stays small where the paper's noise-norm estimate's does not.</param>
 public sealed record AnalyticOptions(double Eta = 0, double? ClipPixels = null, double? DataRange = null,
-    GammaEstimator Estimator = GammaEstimator.NoiseNorm);
+    GammaEstimator Estimator = GammaEstimator.Residual);
 
 /// <summary>
 /// Analytic-DPM (Bao et al., 2022). It keeps the DDIM-η mean but does not treat x̂_0 as a point:
 /// x̂_0 ~ N(μ̄, σ̄_t² I) with σ̄_t² = (β̄_t²/ᾱ_t²)(1 − Γ_t), Γ_t = E‖ε̂(x_t, t)‖²/d estimated by
-/// Monte Carlo. The step's total variance is σ² + (ᾱ_s − √(β̄_s² − σ²)·ᾱ_t/β̄_t)²·σ̄_t². As in the
+/// Monte Carlo (by default as 1 − E‖ε − ε̂‖²/d, <see cref="GammaEstimator.Residual"/>). The step's total variance is σ² + (ᾱ_s − √(β̄_s² − σ²)·ᾱ_t/β̄_t)²·σ̄_t². As in the
 /// official code, the final step to 0 returns the mean.
 /// </summary>
 public sealed class AnalyticKernel : IReverseKernel<GaussianPosterior>

@@ -58,7 +58,7 @@ public static class GaussianSamplers
 /// <param name="Eta">η for DDIM-η and Analytic-DDIM (0 = deterministic); the DDPM forms fix their own.</param>
 /// <param name="Grid">leading, trailing, quadratic, or an explicit list such as "999,500,0".</param>
 /// <param name="Analytic">Settings of the analytic kernels; null takes the official code's defaults
-/// (first-step clip of 2 pixel bins for Analytic-DDPM and 1 for Analytic-DDIM, the paper's Γ estimator).</param>
+/// (first-step clip of 2 pixel bins for Analytic-DDPM and 1 for Analytic-DDIM, the residual Γ estimator).</param>
 public sealed record GaussianSamplerSpec(string? Sampler = null, int Steps = 50, double Eta = 0,
     string Grid = "leading", AnalyticOptions? Analytic = null)
 {
@@ -97,6 +97,17 @@ public static class GaussianSampling
         var grid = Grid(spec, process.Levels);
         var sampler = new Sampler<GaussianPosterior>(process, model, Kernel(spec, process.Schedule, gamma));
         return sampler.Sample([count, .. sampleShape], grid, device ?? torch.CPU, generator, options);
+    }
+
+    /// <summary>
+    /// For an analytic sampler, the largest error of Γ_t relative to 1 − Γ_t over the spec's grid
+    /// (<see cref="GammaTable.RelativeError"/>), which <c>udm eval</c> reports as gamma_rel_error; null for the others.
+    /// </summary>
+    public static double? GammaRelativeError(GaussianSamplerSpec spec, GammaTable? gamma, int levels)
+    {
+        if (!spec.NeedsGamma || gamma is null) return null;
+        var estimator = (spec.Analytic ?? new AnalyticOptions()).Estimator;
+        return Grid(spec, levels).Where(t => t > 0).Max(t => gamma.RelativeError(t, estimator));
     }
 
     private static UdmException MissingGamma() =>

@@ -90,8 +90,9 @@ public static class Evaluation
             using var samples = GaussianSampling.Sample(Process, Model, _gamma, spec, count, Mixture.SampleShape, new Generator((ulong)seed), options: options);
             double seconds = clock.Elapsed.TotalSeconds;
             var (w2, logDensity) = Measure(samples, Mixture, seed);
-            return new EvaluationResult(Mixture.Name, "gaussian", spec.DisplayName, spec.Steps, count, seconds,
-                new Dictionary<string, double> { ["sliced_w2"] = w2, ["log_density"] = logDensity!.Value });
+            var metrics = new Dictionary<string, double> { ["sliced_w2"] = w2, ["log_density"] = logDensity!.Value };
+            if (GaussianSampling.GammaRelativeError(spec, _gamma, Process.Levels) is { } gammaError) metrics["gamma_rel_error"] = gammaError;
+            return new EvaluationResult(Mixture.Name, "gaussian", spec.DisplayName, spec.Steps, count, seconds, metrics);
         }
 
         /// <summary>The reference row: <paramref name="count"/> fresh draws of the mixture through the same metrics.</summary>

@@ -79,7 +79,7 @@ public sealed class GaussianFamilyModel : FamilyModel
         {
             double? clip = request.AnalyticClip ?? entry.DefaultClipPixels;
             if (clip < 0) throw new UdmException($"the analytic clip must be 0 (off) or positive pixel bins, got {clip}.") { Subject = "analyticClip" };
-            analytic = new AnalyticOptions(ClipPixels: clip == 0 ? null : clip, Estimator: request.Gamma ?? GammaEstimator.NoiseNorm);
+            analytic = new AnalyticOptions(ClipPixels: clip == 0 ? null : clip, Estimator: request.Gamma ?? new AnalyticOptions().Estimator);
         }
         return new GaussianSamplerSpec(entry.Name, request.Steps ?? defaultSteps, request.Eta ?? 0, request.Grid, analytic);
     }
@@ -123,7 +123,11 @@ public sealed class GaussianFamilyModel : FamilyModel
         var clock = Stopwatch.StartNew();
         using var samples = Sample(request, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
-        return new EvaluationResult(Modality.Data.Train.Name, Family, spec.DisplayName, spec.Steps, count, seconds, Modality.Judge(samples, seed));
+        var metrics = Modality.Judge(samples, seed);
+        var grid = GaussianSampling.Grid(spec, GaussianProcess.Levels);
+        if (GaussianSampling.GammaRelativeError(spec, spec.NeedsGamma ? Gamma(grid) : null, GaussianProcess.Levels) is { } gammaError)
+            metrics["gamma_rel_error"] = gammaError;
+        return new EvaluationResult(Modality.Data.Train.Name, Family, spec.DisplayName, spec.Steps, count, seconds, metrics);
     }
 
     /// <inheritdoc />
