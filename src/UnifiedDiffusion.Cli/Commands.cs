@@ -5,6 +5,7 @@ using Spectre.Console;
 using TorchSharp;
 using UnifiedDiffusion.Core;
 using UnifiedDiffusion.Gaussian;
+using UnifiedDiffusion.Metrics;
 using UnifiedDiffusion.Networks;
 using UnifiedDiffusion.Output;
 using UnifiedDiffusion.Runs;
@@ -164,6 +165,8 @@ internal static class EvalCommand
         var seed = Options.Seed("sampling and the reference data");
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON (one object per sampler, metric names in snake_case)" };
         var markdown = new Option<bool>("--markdown") { Description = "print the metrics as a Markdown table (for BENCHMARKS.md)" };
+        var churn = new Option<bool>("--churn") { Description = "also measure churn: how far the estimate of x_0 moves between consecutive steps (the share of tokens that change, or the RMS change of images and points), averaged over steps" };
+        var churnPlot = new Option<string?>("--churn-plot") { Description = "with --churn: a PNG of churn against step, one line per sampler" };
         var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data: gaussian in bits/dim along the same grid (ddpm, analytic-ddpm); mask and edit in bits/token" };
         var device = Options.Device();
         var precision = Options.Precision("the run's");
@@ -171,7 +174,7 @@ internal static class EvalCommand
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
             + "n-gram perplexity, distinct-n and copy rate for text.")
         {
-            run, oracle, count, seed, json, markdown, nll, device, precision, threads,
+            run, oracle, count, seed, json, markdown, nll, churn, churnPlot, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -188,6 +191,13 @@ internal static class EvalCommand
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
             var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
             requests = [.. requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q])];
+            string? churnPlotPath = r.GetValue(churnPlot);
+            bool measureChurn = r.GetValue(churn);
+            if (churnPlotPath is not null && !measureChurn) throw new UdmException("--churn-plot plots what --churn measures: add --churn.") { Subject = "churn-plot" };
+            if (churnPlotPath is not null && !Path.GetExtension(churnPlotPath).Equals(".png", StringComparison.OrdinalIgnoreCase))
+                throw new UdmException($"{churnPlotPath}: the churn plot is written as a .png file.") { Subject = "churn-plot" };
+            var churnLines = new List<(string Label, double[] X, double[] Y)>();
+            bool churnOfTokens = false;
             var results = new List<EvaluationResult>();
             foreach (var request in requests)
             {
@@ -198,13 +208,31 @@ internal static class EvalCommand
                     continue;
                 }
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
+                using var churnMeter = measureChurn ? new ChurnMeter() : null;
                 var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
                 {
-                    var options = new SamplingOptions { OnStep = p => report(p.Step.Index + 1, $"t={p.Step.T}"), MaxBatch = experiment?.Model.Modality.SamplingBatch };
+                    var options = new SamplingOptions
+                    {
+                        OnStep = p => { churnMeter?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
+                        MaxBatch = experiment?.Model.Modality.SamplingBatch,
+                    };
                     return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });
+                if (churnMeter is not null)
+                {
+                    result = result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["churn"] = churnMeter.Mean } };
+                    var perStep = churnMeter.PerStep.ToArray();
+                    churnLines.Add(($"{result.Sampler}, {result.Steps} steps", [.. Enumerable.Range(1, perStep.Length).Select(k => (double)k)], perStep));
+                    churnOfTokens |= churnMeter.IsShareOfPositions;
+                }
                 if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, requests.Count == 1);
                 results.Add(result);
+            }
+            if (churnPlotPath is not null)
+            {
+                string what = churnOfTokens ? "share of positions whose most likely token changed" : "RMS change of the estimate of x_0";
+                Plots.Lines(churnPlotPath, $"Churn: {what}, {runDir ?? oracleName}", "step k (from the estimate at step k − 1)", "churn", churnLines);
+                Console.Error.WriteLine($"wrote the churn plot of {churnLines.Count} samplers to {churnPlotPath}");
             }
             if (r.GetValue(json))
             {

@@ -77,6 +77,26 @@ public static class Plots
         Save(path, plot.GetImage(800, 500));
     }
 
+    /// <summary>Lines of y against x on one axis, one per (label, x, y), with a legend: e.g. churn per step for each sampler.</summary>
+    public static void Lines(string path, string title, string xLabel, string yLabel, IReadOnlyList<(string Label, double[] X, double[] Y)> lines)
+    {
+        var plot = NewPlot();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int c = 0; c < lines.Count; c++)
+        {
+            var line = plot.Add.ScatterLine(lines[c].X, lines[c].Y);
+            line.LineWidth = 2;
+            line.MarkerSize = 4;
+            line.Color = palette.GetColor(c);
+            line.LegendText = lines[c].Label;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.ShowLegend(Alignment.UpperRight);
+        Save(path, plot.GetImage(800, 500));
+    }
+
     private static double[] MovingAverage(double[] values, int window)
     {
         var smooth = new double[values.Length];
