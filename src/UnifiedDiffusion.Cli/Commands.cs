@@ -127,20 +127,24 @@ internal static class SampleCommand
             using var recorder = trajectoryPath is null ? null : new TrajectoryRecorder(model.Modality.TrajectoryRows);
             long sampleSeed = r.GetValue(seed);
             string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
+            // On a terminal, texts settle in place while they are sampled.
+            var settling = model.Modality is TextModality text && AnsiConsole.Profile.Capabilities.Interactive ? new SettlingView(text) : null;
             var written = ProgressView.Run($"sample {sampler}", steps, report =>
             {
                 var options = new SamplingOptions
                 {
-                    OnStep = p => { recorder?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
+                    OnStep = p => { recorder?.Record(p); settling?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
                     MaxBatch = model.Modality.SamplingBatch,
                 };
                 if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
                 return model.WriteSamples(path, request, n, sampleSeed, options, title, template);
-            });
+            }, settling is null ? null : settling.Render);
             if (recorder is not null)
             {
                 model.Modality.WriteTrajectory(trajectoryPath!, recorder, title);
-                Console.WriteLine($"wrote the trajectory of {Math.Min(n, recorder.Rows)} samples over {recorder.Steps.Count} steps to {trajectoryPath}");
+                int shown = Math.Min(recorder.Steps.Count, model.Modality.TrajectoryStepsShown);
+                string subsampled = shown < recorder.Steps.Count ? $" (the sheet shows {shown} of them, evenly spread and with the last)" : "";
+                Console.WriteLine($"wrote the trajectory of {Math.Min(n, recorder.Rows)} samples over {recorder.Steps.Count} steps{subsampled} to {trajectoryPath}");
             }
             Console.WriteLine($"wrote {n} {written} to {path} ({Precisions.Name(experiment.Precision)})");
             return 0;

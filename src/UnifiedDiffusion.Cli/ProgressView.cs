@@ -1,18 +1,42 @@
 using System.Diagnostics;
 using Spectre.Console;
+using Spectre.Console.Rendering;
 
 namespace UnifiedDiffusion.Cli;
 
 /// <summary>
-/// Progress for long work: a Spectre.Console bar with ETA on a terminal, or a plain line every
-/// 10% (with ETA) on stderr when output is redirected, so logs show progress and stdout stays clean (e.g. for --json).
+/// Progress for long work: a Spectre.Console bar with ETA on a terminal (or a status line over a live
+/// view, such as texts settling), or a plain line every 10% (with ETA) on stderr when output is
+/// redirected, so logs show progress and stdout stays clean (e.g. for --json).
 /// </summary>
 internal static class ProgressView
 {
     public delegate void Report(long done, string detail);
 
-    public static T Run<T>(string title, long total, Func<Report, T> work)
+    public static T Run<T>(string title, long total, Func<Report, T> work, Func<IRenderable>? view = null)
     {
+        var clock = Stopwatch.StartNew();
+        if (AnsiConsole.Profile.Capabilities.Interactive && view is not null)
+        {
+            // A live view (texts settling) and Spectre's progress display cannot share the terminal: one
+            // live region shows the view under a status line with the same counts and ETA.
+            T result = default!;
+            IRenderable Frame(long done, string detail)
+            {
+                double eta = done > 0 ? clock.Elapsed.TotalSeconds / done * (total - done) : 0;
+                string status = $"{title} {done}/{total} {detail}  elapsed {Clock(clock.Elapsed)}  eta {Clock(TimeSpan.FromSeconds(eta))}";
+                return new Rows(new Markup(Markup.Escape(status)), view());
+            }
+            AnsiConsole.Live(Frame(0, "")).AutoClear(false).Start(ctx =>
+            {
+                result = work((done, detail) =>
+                {
+                    ctx.UpdateTarget(Frame(done, detail));
+                    ctx.Refresh();
+                });
+            });
+            return result;
+        }
         if (AnsiConsole.Profile.Capabilities.Interactive)
         {
             T result = default!;
@@ -32,7 +56,6 @@ internal static class ProgressView
                 });
             return result;
         }
-        var clock = Stopwatch.StartNew();
         long nextReport = 0;
         return work((done, detail) =>
         {

@@ -51,6 +51,12 @@ public abstract class Modality
     /// <summary>How many samples a trajectory file follows.</summary>
     public virtual int TrajectoryRows => 4;
 
+    /// <summary>
+    /// The most steps <see cref="WriteTrajectory"/> shows; a longer trajectory is subsampled evenly,
+    /// keeping its last step (<see cref="TrajectoryRecorder.Spread"/>).
+    /// </summary>
+    public virtual int TrajectoryStepsShown => int.MaxValue;
+
     /// <summary>The file extension of <see cref="WriteTrajectory"/>: .png, or .txt for text.</summary>
     public virtual string TrajectoryExtension => ".png";
 
@@ -124,12 +130,15 @@ public sealed class PointModality : Modality
     public override int TrajectoryRows => 2000;
 
     /// <inheritdoc />
+    public override int TrajectoryStepsShown => 8;
+
+    /// <inheritdoc />
     /// <remarks>A strip of scatter plots of x_t at up to 8 steps, then the samples.</remarks>
     public override void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title)
     {
         if (!Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
             throw new UdmException($"{path}: a points trajectory is written as a .png strip of scatter plots.") { Subject = "trajectory" };
-        var panels = trajectory.Spread(8).Select(s => ($"x_t, t = {s.T}", s.Xt)).ToList();
+        var panels = trajectory.Spread(TrajectoryStepsShown).Select(s => ($"x_t, t = {s.T}", s.Xt)).ToList();
         if (trajectory.Final is { } final) panels.Add(("x_0 (samples)", final));
         Plots.ScatterGrid(path, panels, panelSize: 300, columns: panels.Count);
     }
@@ -214,11 +223,14 @@ public sealed class ImageModality : Modality
     public override string SampleExtension => ".png";
 
     /// <inheritdoc />
+    public override int TrajectoryStepsShown => 16;
+
+    /// <inheritdoc />
     /// <remarks>For each followed sample two rows: x_t at up to 16 steps and then the sample, and the estimate of x_0 at the same steps.</remarks>
     public override void WriteTrajectory(string path, TrajectoryRecorder trajectory, string title)
     {
         RequirePng(path);
-        var steps = trajectory.Spread(16);
+        var steps = trajectory.Spread(TrajectoryStepsShown);
         if (steps.Count == 0) return;
         using var scope = torch.NewDisposeScope();
         long rows = steps[0].Xt.shape[0];
@@ -389,8 +401,7 @@ public sealed class TextModality : Modality
         CheckOutput(path, 0);
         if (trajectory.Steps.Count > 0 && trajectory.Steps[0].Xt.is_floating_point())
             throw new UdmException("this family's x_t is a latent, not text; --trajectory shows the mask and edit families.") { Subject = "trajectory" };
-        var tokens = Train.Vocabulary.Tokens;
-        string Show(long id) => id == Tokens.Vocabulary.MaskId ? "_" : id == Tokens.Vocabulary.PadId ? "" : tokens[(int)id];
+        string Show(long id) => ShowToken(id);
         var text = new System.Text.StringBuilder($"# {title}\n# each line: level t, x_t (⟨changed since the line above⟩), then the most likely x_0\n");
         long rows = trajectory.Steps.Count == 0 ? 0 : trajectory.Steps[0].Xt.shape[0];
         for (long r = 0; r < rows; r++)
@@ -408,6 +419,12 @@ public sealed class TextModality : Modality
         }
         AtomicFile.WriteAllText(path, text.ToString());
     }
+
+    /// <summary>One token as a trajectory shows it: [MASK] as _, [PAD] as nothing.</summary>
+    public string ShowToken(long id) => id == Tokens.Vocabulary.MaskId ? "_" : id == Tokens.Vocabulary.PadId ? "" : Train.Vocabulary.Tokens[(int)id];
+
+    /// <summary>A sequence of token ids as a person reads it mid-sampling: <see cref="ShowToken"/> for each, poems split into their lines.</summary>
+    public string Show(IEnumerable<long> ids) => Format(string.Concat(ids.Select(ShowToken)));
 
     /// <summary>A text formatted for reading: poems split into their lines.</summary>
     public string Format(string text) => _judge.Format(text);

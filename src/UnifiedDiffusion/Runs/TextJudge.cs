@@ -28,7 +28,7 @@ internal sealed class TextJudge(TokenDataset train)
     /// <summary>A text formatted for reading: poems split into their lines.</summary>
     public string Format(string text) => train.Name switch
     {
-        "wujue" or "qijue" => string.Join("，", Enumerable.Range(0, 4).Select(i => Slice(text, i * (train.Length / 4), train.Length / 4))) + "。",
+        "wujue" or "wuyan" or "qijue" => string.Join("，", Enumerable.Range(0, 4).Select(i => Slice(text, i * (train.Length / 4), train.Length / 4))) + "。",
         _ => text,
     };
 

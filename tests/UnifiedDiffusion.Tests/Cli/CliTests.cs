@@ -215,7 +215,9 @@ public sealed class CliTests : IDisposable
         // A trajectory of points: a strip of scatter plots (8 steps and the samples), and the same samples as without it.
         string plain = Path.Combine(_root, "plain.csv"), traced = Path.Combine(_root, "traced.csv"), strip = Path.Combine(_root, "strip.png");
         Assert.Equal(0, RunPrinting("sample", "--run", run, "--count", "300", "--steps", "10", "--sampler", "ddpm", "--out", plain).Code);
-        Assert.Equal(0, RunPrinting("sample", "--run", run, "--count", "300", "--steps", "10", "--sampler", "ddpm", "--out", traced, "--trajectory", strip).Code);
+        var (tracedCode, tracedOutput) = RunPrinting("sample", "--run", run, "--count", "300", "--steps", "10", "--sampler", "ddpm", "--out", traced, "--trajectory", strip);
+        Assert.Equal(0, tracedCode);
+        Assert.Contains("over 10 steps (the sheet shows 8 of them", tracedOutput); // subsampled, and said
         Assert.Equal(File.ReadAllLines(plain), File.ReadAllLines(traced));
         using (var image = SkiaSharp.SKBitmap.Decode(strip)) Assert.Equal(9 * 300, image.Width);
         AssertOneLineError(Run("sample", "--run", run, "--trajectory", Path.Combine(_root, "t.txt")), "--trajectory: ");

@@ -127,6 +127,20 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Equal(0, code);
     }
 
+    /// <summary>A renderable as plain text, 200 columns wide.</summary>
+    private static string Render(Spectre.Console.Rendering.IRenderable renderable)
+    {
+        var writer = new StringWriter();
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Out = new Spectre.Console.AnsiConsoleOutput(writer), Ansi = Spectre.Console.AnsiSupport.No,
+            ColorSystem = Spectre.Console.ColorSystemSupport.NoColors, Interactive = Spectre.Console.InteractionSupport.No,
+        });
+        console.Profile.Width = 200;
+        console.Write(renderable);
+        return writer.ToString();
+    }
+
     [Theory]
     [InlineData("mask")]
     [InlineData("edit")]
@@ -154,6 +168,23 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Equal(4 * 5, steps.Count); // 4 samples × 5 steps: the template leaves 5 of the 12 positions free
         Assert.Contains(steps, l => l.Contains('⟨'));
         Assert.Equal(2, Cli("sample", "--run", run, "--trajectory", Path.Combine(_root, "t.png")).Code);
+
+        // On a terminal the texts settle in place: a frame per step, the first with [MASK] (as _) or
+        // replaced tokens, the last showing the finished samples.
+        var experiment = Experiment.Load(run);
+        var view = new UnifiedDiffusion.Cli.SettlingView((TextModality)experiment.Model.Modality, rows: 2);
+        var frames = new List<string>();
+        using (var samples = experiment.Model.Sample(new SamplerRequest(null) { Steps = 4 }, 3, seed: 5,
+            new SamplingOptions { OnStep = p => { view.Record(p); frames.Add(Render(view.Render())); } }))
+        {
+            Assert.Equal(4, frames.Count);
+            Assert.Contains("step 1 of 4", frames[0]);
+            Assert.Contains("step 4 of 4", frames[^1]);
+            var finished = ((TextModality)experiment.Model.Modality).Show(samples[1].data<long>().ToArray());
+            Assert.Contains(finished, frames[^1]);
+            Assert.DoesNotContain(finished, frames[0]);
+            if (family == "mask") Assert.Contains("_", frames[0]);
+        }
 
         var (code, json, _) = Cli("eval", "--run", run, "--count", "12", "--sampler", "improved,recorrupt", "--nll", "--json");
         Assert.Equal(0, code);
