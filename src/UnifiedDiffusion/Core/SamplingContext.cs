@@ -47,22 +47,18 @@ public sealed record SamplingContext
 /// </summary>
 public sealed class KernelHistory
 {
+    private Tensor? _previousClean;
+
     /// <summary>The x̂_0 of the previous step, or null before the first.</summary>
-    public Tensor? PreviousClean { get; private set; }
+    public Tensor? PreviousClean => _previousClean;
 
     /// <summary>Keeps a copy of <paramref name="clean"/> as the previous step's x̂_0 (replacing the older one).</summary>
-    public void Remember(Tensor clean)
-    {
-        var kept = clean.detach().clone();
-        kept.DetachFromDisposeScope();
-        PreviousClean?.Dispose();
-        PreviousClean = kept;
-    }
+    public void Remember(Tensor clean) => TensorCopies.Replace(ref _previousClean, clean);
 
     /// <summary>Forgets everything.</summary>
     public void Clear()
     {
-        PreviousClean?.Dispose();
-        PreviousClean = null;
+        _previousClean?.Dispose();
+        _previousClean = null;
     }
 }

@@ -89,7 +89,7 @@ public sealed class EmaShadow : IDisposable
     private Tensor[] Snapshot()
     {
         using var noGrad = torch.no_grad();
-        return [.. _parameters.Select(p => p.detach().clone().DetachFromDisposeScope())];
+        return [.. _parameters.Select(p => TensorCopies.Keep(p))];
     }
 
     /// <summary>θ̄ ← d·θ̄ + (1 − d)·θ for every parameter.</summary>

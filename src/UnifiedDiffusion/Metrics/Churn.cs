@@ -33,10 +33,7 @@ public sealed class ChurnMeter : IDisposable
             _counts[k - 1] += count;
             _tokens = !estimate.is_floating_point();
         }
-        var kept = estimate.detach().clone();
-        kept.DetachFromDisposeScope();
-        _previous?.Dispose();
-        _previous = kept;
+        TensorCopies.Replace(ref _previous, estimate);
     }
 
     /// <summary>

@@ -34,6 +34,7 @@ public sealed class TrajectoryRecorder(int rows) : IDisposable
     {
         if (_steps.Count > 0 && _steps[^1].S != progress.Step.T) return; // a later chunk starts the grid again
         long n = Math.Min(Rows, progress.Xt.shape[0]);
+        using var scope = torch.NewDisposeScope();
         _steps.Add(new TrajectoryStep(progress.Step.T, progress.Step.S, Keep(progress.Xt.narrow(0, 0, n)), Keep(progress.Posterior.Estimate().narrow(0, 0, n))));
         if (progress.Step.S == 0) Final = Keep(progress.Xs.narrow(0, 0, n));
     }
@@ -45,12 +46,7 @@ public sealed class TrajectoryRecorder(int rows) : IDisposable
         return [.. Enumerable.Range(0, most).Select(i => (int)Math.Round(i * (_steps.Count - 1) / (double)(most - 1))).Distinct().Select(i => _steps[i])];
     }
 
-    private static Tensor Keep(Tensor x)
-    {
-        var kept = x.detach().cpu().clone();
-        kept.DetachFromDisposeScope();
-        return kept;
-    }
+    private static Tensor Keep(Tensor x) => TensorCopies.Keep(x, toCpu: true);
 
     /// <inheritdoc />
     public void Dispose()

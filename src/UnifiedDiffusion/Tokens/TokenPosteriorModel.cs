@@ -163,9 +163,9 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
                     RowEvaluations++;
                     RowsSaved += batch - 1;
                     var one = inner.Predict(row, rowT, context).Probabilities;
-                    Replace(ref _rowX, row);
-                    Replace(ref _rowT, rowT);
-                    Replace(ref _rowProbabilities, one);
+                    TensorCopies.Replace(ref _rowX, row);
+                    TensorCopies.Replace(ref _rowT, rowT);
+                    TensorCopies.Replace(ref _rowProbabilities, one);
                 }
                 probabilities = _rowProbabilities!.expand(batch, -1, -1).contiguous();
             }
@@ -175,20 +175,13 @@ public sealed class CachingPosteriorModel(IPosteriorModel<CategoricalPosterior> 
                 RowEvaluations += batch;
                 probabilities = inner.Predict(xt, t, context).Probabilities;
             }
-            Replace(ref _x, xt);
-            Replace(ref _t, t);
+            TensorCopies.Replace(ref _x, xt);
+            TensorCopies.Replace(ref _t, t);
             // Made in this scope and held by nobody else: keep it rather than copy B·L·V floats per step.
             _probabilities?.Dispose();
             _probabilities = probabilities.DetachFromDisposeScope();
         }
         return new CategoricalPosterior(_probabilities!);
-    }
-
-    private static void Replace(ref Tensor? slot, Tensor value)
-    {
-        var copy = value.detach().clone().DetachFromDisposeScope();
-        slot?.Dispose();
-        slot = copy;
     }
 
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.device_type == b.device_type && a.eq(b).all().item<bool>();
