@@ -163,23 +163,21 @@ public static class ModelExport
             if (header.ValueKind != JsonValueKind.Object) throw new UdmException($"{file}: its header is not a JSON object; the file is not safetensors.");
             length -= 8 + (long)headerLength;
         }
+        var found = new Dictionary<string, (string Dtype, long[] Shape)>();
+        foreach (var entry in header.EnumerateObject().Where(e => e.Name != "__metadata__"))
+        {
+            string dtype = entry.Value.TryGetProperty("dtype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString()! : "";
+            long[] shape = entry.Value.TryGetProperty("shape", out var s) && s.ValueKind == JsonValueKind.Array ? [.. s.EnumerateArray().Select(v => v.GetInt64())] : [];
+            found[entry.Name] = (dtype, shape);
+        }
+        RequireSameTensors(file, expected, found, SafetensorsType);
         foreach (var (name, tensor) in expected)
         {
-            if (!header.TryGetProperty(name, out var entry))
-                throw new UdmException($"{file} has no tensor {name} [{string.Join(", ", tensor.shape)}], which the network in config.json needs.");
-            string dtype = entry.TryGetProperty("dtype", out var d) ? d.GetString() ?? "" : "";
-            string wanted = SafetensorsType(tensor.dtype);
-            if (dtype != wanted) throw new UdmException($"{file}: tensor {name} is {(dtype.Length == 0 ? "without a dtype" : dtype)}; it must be {wanted}.");
-            long[] shape = entry.TryGetProperty("shape", out var s) && s.ValueKind == JsonValueKind.Array ? [.. s.EnumerateArray().Select(v => v.GetInt64())] : [];
-            if (!shape.SequenceEqual(tensor.shape))
-                throw new UdmException($"{file}: tensor {name} has shape [{string.Join(", ", shape)}]; the network in config.json needs [{string.Join(", ", tensor.shape)}].");
+            var entry = header.GetProperty(name);
             long[] offsets = entry.TryGetProperty("data_offsets", out var o) && o.ValueKind == JsonValueKind.Array ? [.. o.EnumerateArray().Select(v => v.GetInt64())] : [];
             if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] - offsets[0] != tensor.numel() * tensor.ElementSize || offsets[1] > length)
                 throw new UdmException($"{file}: tensor {name} lies outside the file's {length} data bytes (data_offsets [{string.Join(", ", offsets)}]); the file is truncated or damaged.");
         }
-        foreach (var entry in header.EnumerateObject())
-            if (entry.Name != "__metadata__" && !expected.ContainsKey(entry.Name))
-                throw new UdmException($"{file} holds tensor {entry.Name}, which the network in config.json does not have; export from a matching run.");
         return Safetensors.LoadStateDict(path);
     }
 
@@ -203,16 +201,28 @@ public static class ModelExport
                 throw new UdmException($"{file}: {entry.Key} holds a {entry.Value?.GetType().Name ?? "null"}, not a tensor; only a state dict of tensors is accepted.");
             loaded[entry.Key.ToString()!] = tensor;
         }
+        RequireSameTensors(file, expected, loaded.ToDictionary(e => e.Key, e => (e.Value.dtype.ToString(), e.Value.shape)), type => type.ToString());
+        return loaded;
+    }
+
+    /// <summary>
+    /// What every weights file must match, whatever its format: each tensor of the network present with
+    /// its dtype (named by <paramref name="typeName"/>) and shape, and no other. A failure names the tensor.
+    /// </summary>
+    private static void RequireSameTensors(string file, Dictionary<string, Tensor> expected,
+        IReadOnlyDictionary<string, (string Dtype, long[] Shape)> found, Func<ScalarType, string> typeName)
+    {
         foreach (var (name, tensor) in expected)
         {
-            if (!loaded.TryGetValue(name, out var t)) throw new UdmException($"{file} has no tensor {name} [{string.Join(", ", tensor.shape)}], which the network in config.json needs.");
-            if (t.dtype != tensor.dtype) throw new UdmException($"{file}: tensor {name} is {t.dtype}; it must be {tensor.dtype}.");
-            if (!t.shape.SequenceEqual(tensor.shape))
-                throw new UdmException($"{file}: tensor {name} has shape [{string.Join(", ", t.shape)}]; the network in config.json needs [{string.Join(", ", tensor.shape)}].");
+            if (!found.TryGetValue(name, out var entry))
+                throw new UdmException($"{file} has no tensor {name} [{string.Join(", ", tensor.shape)}], which the network in config.json needs.");
+            string wanted = typeName(tensor.dtype);
+            if (entry.Dtype != wanted) throw new UdmException($"{file}: tensor {name} is {(entry.Dtype.Length == 0 ? "without a dtype" : entry.Dtype)}; it must be {wanted}.");
+            if (!entry.Shape.SequenceEqual(tensor.shape))
+                throw new UdmException($"{file}: tensor {name} has shape [{string.Join(", ", entry.Shape)}]; the network in config.json needs [{string.Join(", ", tensor.shape)}].");
         }
-        if (loaded.Keys.FirstOrDefault(k => !expected.ContainsKey(k)) is { } extra)
+        if (found.Keys.FirstOrDefault(k => !expected.ContainsKey(k)) is { } extra)
             throw new UdmException($"{file} holds tensor {extra}, which the network in config.json does not have; export from a matching run.");
-        return loaded;
     }
 
     private static string SafetensorsType(ScalarType type) => type switch
