@@ -112,7 +112,9 @@ public sealed class ColdFamilyModel : FamilyModel
 
     /// <summary>
     /// Restores the first <paramref name="count"/> held-out images from level T: returns the
-    /// originals, their degraded versions and the restorations (all [count, C, H, W]).
+    /// originals, their degraded versions and the restorations (all [count, C, H, W]). Images are
+    /// degraded and restored in chunks of <see cref="SamplingOptions.MaxBatch"/>, each a batch of
+    /// trajectories of its own (a random degradation choice is tied to batch positions).
     /// </summary>
     public (Tensor Originals, Tensor Degraded, Tensor Restored) Restore(SamplerRequest request, int count, long seed, SamplingOptions? options = null)
     {
@@ -121,19 +123,27 @@ public sealed class ColdFamilyModel : FamilyModel
         var generator = new Generator((ulong)seed, Device);
         using var subset = _images.Test.Take(count);
         var originals = subset.Images.to(Device);
-        // One trajectory per image: its random degradation choice degrades it and stays fixed while restoring.
-        var context = new SamplingContext { Generator = generator, TrajectoryNoise = ColdProcess.SampleTrajectoryNoise(count, Device, generator) };
-        var trajectory = ColdProcess.WithTrajectoryNoise(context.TrajectoryNoise);
         int levels = ColdProcess.Levels;
-        var degraded = trajectory.CorruptAt(originals, levels, trajectory.SampleNoise(originals, generator));
-        var restored = entry switch
+        long chunk = Math.Max(1, options?.MaxBatch ?? count);
+        var degradedParts = new List<Tensor>();
+        var restoredParts = new List<Tensor>();
+        for (long first = 0; first < count; first += chunk)
         {
-            { Kernel: { } kernel } => ColdSampling.Restore(ColdProcess, Model, degraded, TimeGrid.Parse(request.Grid, levels, StepCount(request)),
-                kernel(request.Eta ?? 0), context, options),
-            { BaselineSteps: 1 } => ColdSampling.Direct(Model, degraded, levels),
-            _ => degraded.clone(),
-        };
-        return (originals.MoveToOuterDisposeScope(), degraded.MoveToOuterDisposeScope(), restored.MoveToOuterDisposeScope());
+            var part = originals.narrow(0, first, Math.Min(chunk, count - first));
+            // One trajectory per image: its random degradation choice degrades it and stays fixed while restoring.
+            var context = new SamplingContext { Generator = generator, TrajectoryNoise = ColdProcess.SampleTrajectoryNoise(part.shape[0], Device, generator) };
+            var trajectory = ColdProcess.WithTrajectoryNoise(context.TrajectoryNoise);
+            var degraded = trajectory.CorruptAt(part, levels, trajectory.SampleNoise(part, generator));
+            degradedParts.Add(degraded);
+            restoredParts.Add(entry switch
+            {
+                { Kernel: { } kernel } => ColdSampling.Restore(ColdProcess, Model, degraded, TimeGrid.Parse(request.Grid, levels, StepCount(request)),
+                    kernel(request.Eta ?? 0), context, options),
+                { BaselineSteps: 1 } => ColdSampling.Direct(Model, degraded, levels),
+                _ => degraded.clone(),
+            });
+        }
+        return (originals.MoveToOuterDisposeScope(), torch.cat(degradedParts).MoveToOuterDisposeScope(), torch.cat(restoredParts).MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc />

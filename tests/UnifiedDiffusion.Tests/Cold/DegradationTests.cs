@@ -120,6 +120,39 @@ public sealed class DegradationTests
         Assert.True((before.amax([2, 3]) - before.amin([2, 3])).min().item<float>() > 0.01);
     }
 
+    /// <summary>
+    /// The blur as the reference code runs it, t passes of pad-then-convolve (separable, depthwise), against
+    /// the level maps V_t·x·H_tᵀ: both paddings, every level, a non-square image and per-sample levels.
+    /// </summary>
+    [Theory]
+    [InlineData(BlurPadding.Reflect, BlurRoutine.Constant)]
+    [InlineData(BlurPadding.Circular, BlurRoutine.Incremental)]
+    public void BlurLevelMapsEqualRepeatedPaddedConvolutions(BlurPadding padding, BlurRoutine routine)
+    {
+        using var scope = torch.NewDisposeScope();
+        const int levels = 5, size = 5;
+        var blur = new BlurDegradation(levels, size, routine == BlurRoutine.Constant ? 2.0 : 0.6, routine, padding);
+        var x = torch.rand([levels + 1, 2, 9, 7], generator: new Generator(12)) * 2 - 1;
+        var mode = padding == BlurPadding.Reflect ? PaddingModes.Reflect : PaddingModes.Circular;
+        var expected = new List<Tensor>();
+        for (int b = 0; b <= levels; b++)
+        {
+            var y = x.narrow(0, b, 1).to(ScalarType.Float64);
+            for (int i = 1; i <= b; i++)
+            {
+                double std = blur.StdAt(i);
+                var k = torch.tensor(Enumerable.Range(0, size).Select(j => Math.Exp(-Math.Pow(j - size / 2, 2) / (2 * std * std))).ToArray(), dtype: ScalarType.Float64);
+                k /= k.sum();
+                var padded = nn.functional.pad(y, [size / 2, size / 2, size / 2, size / 2], mode);
+                y = nn.functional.conv2d(nn.functional.conv2d(padded, k.reshape(1, 1, size, 1).expand(2, 1, size, 1), groups: 2),
+                    k.reshape(1, 1, 1, size).expand(2, 1, 1, size), groups: 2);
+            }
+            expected.Add(y);
+        }
+        var actual = blur.Apply(x, torch.arange(levels + 1, dtype: ScalarType.Int64));
+        Assert.True(MaxAbs(actual.to(ScalarType.Float64), torch.cat(expected)) < Tolerance);
+    }
+
     [Fact]
     public void BlurMatchesADirectTwoDimensionalConvolution()
     {
