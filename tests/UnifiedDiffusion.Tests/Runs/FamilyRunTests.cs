@@ -168,6 +168,11 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Equal(4 * 5, steps.Count); // 4 samples × 5 steps: the template leaves 5 of the 12 positions free
         Assert.Contains(steps, l => l.Contains('⟨'));
         Assert.Equal(2, Cli("sample", "--run", run, "--trajectory", Path.Combine(_root, "t.png")).Code);
+        // A token family is not invertible: the multistep sampler is refused, naming the samplers that apply.
+        var multistep = Cli("sample", "--run", run, "--sampler", "dpm++2m");
+        Assert.Equal(CommandLine.UserError, multistep.Code);
+        Assert.Single(multistep.Error.Trim().Split('\n'));
+        Assert.Contains("recorrupt", multistep.Error);
 
         // On a terminal the texts settle in place: a frame per step, the first with [MASK] (as _) or
         // replaced tokens, the last showing the finished samples.
@@ -234,7 +239,7 @@ public sealed class FamilyRunTests : IDisposable
         Assert.Equal(a.Losses, b.Losses); // bitwise: the encoder and decoder continue exactly
         Assert.Equal(a.Ema, b.Ema);
 
-        foreach (string sampler in new[] { "ddpm", "ddim", "analytic-ddpm", "analytic-ddim" })
+        foreach (string sampler in new[] { "ddpm", "ddim", "analytic-ddpm", "analytic-ddim", "dpm++2m", "dpm++2m-sde" })
         {
             string grid = Path.Combine(_root, $"encoding-{sampler}.png");
             Assert.Equal(0, Cli("sample", "--run", full, "--sampler", sampler, "--count", "4", "--steps", "5", "--out", grid).Code);
