@@ -20,6 +20,7 @@ internal static class CommandLine
             EvalCommand.Create(),
             ExportCommand.Create(),
             ImportCommand.Create(),
+            ModelsCommand.Create(),
             LossCommand.Create(),
             RecipesCommand.Create(),
             BenchCommand.Create(),
@@ -87,7 +88,7 @@ internal static class CommandLine
     private static string Flag(string? subject) => subject switch
     {
         "steps" or "eta" or "gamma" or "order" or "guidance" or "label" or "generate" or "sampler" or "count" or "inpaint" or "fix" or "nll"
-            or "out" or "seed" or "device" or "oracle" or "resume" or "precision" or "grid" or "threads" or "run" or "trajectory" or "churn-plot" => $"--{subject}: ",
+            or "out" or "seed" or "device" or "oracle" or "resume" or "precision" or "grid" or "threads" or "run" or "trajectory" or "churn-plot" or "model" => $"--{subject}: ",
         "analyticClip" => "--analytic-clip: ",
         "priorNoise" => "--prior-noise: ",
         "learningRate" => "--lr: ",

@@ -89,7 +89,8 @@ internal static class SampleCommand
 {
     public static Command Create()
     {
-        var run = new Option<string>("--run") { Description = "run folder written by `udm train`", Required = true };
+        var run = Options.Run();
+        var model = Options.Model();
         var samplerSet = new Options.SamplerSet();
         var count = Options.Count(64);
         var seed = Options.Seed("the prior and the sampler noise");
@@ -104,7 +105,7 @@ internal static class SampleCommand
         var command = new Command("sample", "Draw samples from a trained run: a PNG grid of images, a scatter plot or CSV of points, or a text file of sequences. "
             + "Cold runs restore held-out images (a sheet of original, degraded, restored rows) unless --generate is given.")
         {
-            run, count, seed, output, trajectoryOption, inpaint, mask, fix, device, precision, threads,
+            run, model, count, seed, output, trajectoryOption, inpaint, mask, fix, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -112,37 +113,42 @@ internal static class SampleCommand
             Platform.SetThreads(r.GetValue(threads));
             var request = samplerSet.Build(r);
             int n = Options.Positive(r, count, "--count");
-            string runDir = r.GetValue(run)!;
             string? inpaintPath = r.GetValue(inpaint), maskPath = r.GetValue(mask), template = r.GetValue(fix);
             if ((inpaintPath is null) != (maskPath is null)) throw new UdmException("--inpaint and --mask go together: the image and a mask PNG (white = keep, black = fill).");
+            string runDir = Options.RunFolder(r, run, model)
+                ?? throw new UdmException("give --run RUN (a folder `udm train` wrote) or --model NAME (a shipped model; `udm models` lists them).") { Subject = "run" };
             var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress(), r.GetValue(precision));
-            var model = experiment.Model;
-            string sampler = request.Sampler ?? model.DefaultSampler;
-            int steps = request.Steps ?? model.DefaultSteps;
-            string path = r.GetValue(output) ?? Path.Combine(runDir, $"samples-{sampler}-{steps}{model.Modality.SampleExtension}");
-            model.Modality.CheckOutput(path, n); // before any sampling
+            var family = experiment.Model;
+            string sampler = request.Sampler ?? family.DefaultSampler;
+            int steps = request.Steps ?? family.DefaultSteps;
+            // A shipped model's run lives in the cache: its samples go to the current folder instead.
+            string extension = family.Modality.SampleExtension;
+            string path = r.GetValue(output) ?? (r.GetValue(model) is { } modelName
+                ? $"samples-{modelName}-{sampler}-{steps}{extension}"
+                : Path.Combine(runDir, $"samples-{sampler}-{steps}{extension}"));
+            family.Modality.CheckOutput(path, n); // before any sampling
             string? trajectoryPath = r.GetValue(trajectoryOption);
-            if (trajectoryPath is not null && !Path.GetExtension(trajectoryPath).Equals(model.Modality.TrajectoryExtension, StringComparison.OrdinalIgnoreCase))
-                throw new UdmException($"{trajectoryPath}: a trajectory of {model.Modality.Name} is written as a {model.Modality.TrajectoryExtension} file.") { Subject = "trajectory" };
-            using var recorder = trajectoryPath is null ? null : new TrajectoryRecorder(model.Modality.TrajectoryRows);
+            if (trajectoryPath is not null && !Path.GetExtension(trajectoryPath).Equals(family.Modality.TrajectoryExtension, StringComparison.OrdinalIgnoreCase))
+                throw new UdmException($"{trajectoryPath}: a trajectory of {family.Modality.Name} is written as a {family.Modality.TrajectoryExtension} file.") { Subject = "trajectory" };
+            using var recorder = trajectoryPath is null ? null : new TrajectoryRecorder(family.Modality.TrajectoryRows);
             long sampleSeed = r.GetValue(seed);
             string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
             // On a terminal, texts settle in place while they are sampled.
-            var settling = model.Modality is TextModality text && AnsiConsole.Profile.Capabilities.Interactive ? new SettlingView(text) : null;
+            var settling = family.Modality is TextModality text && AnsiConsole.Profile.Capabilities.Interactive ? new SettlingView(text) : null;
             var written = ProgressView.Run($"sample {sampler}", steps, report =>
             {
                 var options = new SamplingOptions
                 {
                     OnStep = p => { recorder?.Record(p); settling?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
-                    MaxBatch = model.Modality.SamplingBatch,
+                    MaxBatch = family.Modality.SamplingBatch,
                 };
-                if (inpaintPath is not null) options = model.Inpaint(inpaintPath, maskPath!, n, options);
-                return model.WriteSamples(path, request, n, sampleSeed, options, title, template);
+                if (inpaintPath is not null) options = family.Inpaint(inpaintPath, maskPath!, n, options);
+                return family.WriteSamples(path, request, n, sampleSeed, options, title, template);
             }, settling is null ? null : settling.Render);
             if (recorder is not null)
             {
-                model.Modality.WriteTrajectory(trajectoryPath!, recorder, title);
-                int shown = Math.Min(recorder.Steps.Count, model.Modality.TrajectoryStepsShown);
+                family.Modality.WriteTrajectory(trajectoryPath!, recorder, title);
+                int shown = Math.Min(recorder.Steps.Count, family.Modality.TrajectoryStepsShown);
                 string subsampled = shown < recorder.Steps.Count ? $" (the sheet shows {shown} of them, evenly spread and with the last)" : "";
                 Console.WriteLine($"wrote the trajectory of {Math.Min(n, recorder.Rows)} samples over {recorder.Steps.Count} steps{subsampled} to {trajectoryPath}");
             }
@@ -162,7 +168,8 @@ internal static class EvalCommand
 
     public static Command Create()
     {
-        var run = new Option<string?>("--run") { Description = "run folder written by `udm train`" };
+        var run = Options.Run();
+        var model = Options.Model();
         var oracle = new Option<string?>("--oracle") { Description = "use the exact denoiser of gmm8 or gmm25 instead of a trained model" };
         var samplerSet = new Options.SamplerSet { AllowLists = true };
         var count = Options.Count(5000);
@@ -178,7 +185,7 @@ internal static class EvalCommand
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
             + "n-gram perplexity, distinct-n and copy rate for text.")
         {
-            run, oracle, count, seed, json, markdown, nll, churn, churnPlot, device, precision, threads,
+            run, model, oracle, count, seed, json, markdown, nll, churn, churnPlot, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -186,8 +193,10 @@ internal static class EvalCommand
             Platform.SetThreads(r.GetValue(threads));
             var requests = samplerSet.BuildAll(r);
             int n = Options.Positive(r, count, "--count");
-            string? runDir = r.GetValue(run), oracleName = r.GetValue(oracle);
-            if ((runDir is null) == (oracleName is null)) throw new UdmException("give either --run DIR (a trained model) or --oracle gmm8|gmm25 (the exact denoiser).");
+            string? oracleName = r.GetValue(oracle);
+            if ((r.GetValue(run) is null && r.GetValue(model) is null) == (oracleName is null))
+                throw new UdmException("give one of --run DIR (a trained model), --model NAME (a shipped one) or --oracle gmm8|gmm25 (the exact denoiser).");
+            string? runDir = Options.RunFolder(r, run, model);
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             if (oracleName is not null && r.GetValue(precision) is not null)
@@ -244,7 +253,7 @@ internal static class EvalCommand
                 Console.WriteLine(objects.Count == 1 ? JsonSerializer.Serialize(objects[0], Json) : JsonSerializer.Serialize(objects, Json));
             }
             else if (r.GetValue(markdown)) Console.Write(MetricsTable.Markdown(results));
-            else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : runDir!, results);
+            else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : r.GetValue(model) ?? runDir!, results);
             return 0;
         });
         return command;
@@ -326,20 +335,53 @@ internal static class ExportCommand
 {
     public static Command Create()
     {
-        var run = new Option<string>("--run") { Description = "run folder written by `udm train` (or `udm import`)", Required = true };
+        var run = Options.Run();
+        var model = Options.Model();
         var output = new Option<string>("--out") { Description = "the folder to write: config.json, model.safetensors (EMA weights, float32, PyTorch twin names), scheduler_config.json (diffusers keys), README.md", Required = true };
         var force = new Option<bool>("--force") { Description = "replace a non-empty --out folder" };
         var command = new Command("export", "Export a trained model as a folder laid out like a diffusers model, for PyTorch (interop/pytorch) or `udm import`.")
         {
-            run, output, force,
+            run, model, output, force,
         };
         command.SetAction(r =>
         {
             string folder = r.GetValue(output)!;
-            var experiment = Experiment.Load(r.GetValue(run)!, progress: SampleCommand.DataProgress());
+            string runDir = Options.RunFolder(r, run, model)
+                ?? throw new UdmException("give --run RUN (a folder `udm train` wrote) or --model NAME (a shipped model).") { Subject = "run" };
+            var experiment = Experiment.Load(runDir, progress: SampleCommand.DataProgress());
             ModelExport.Export(experiment, folder, r.GetValue(force));
             long bytes = new FileInfo(Path.Combine(folder, ModelExport.Files.Weights)).Length;
             Console.WriteLine($"wrote {folder}: {string.Join(", ", Directory.GetFiles(folder).Select(Path.GetFileName).Order())} ({bytes / 1e6:0.0} MB of weights)");
+            return 0;
+        });
+        return command;
+    }
+}
+
+internal static class ModelsCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("models", "List the shipped pretrained models that --model NAME takes (in sample, eval and export), with their checksums checked.");
+        command.SetAction(_ =>
+        {
+            var models = ShippedModels.List();
+            if (models.Count == 0)
+            {
+                Console.WriteLine($"no shipped models found: run udm inside a clone of the repository, or set {ShippedModels.FolderVariable} to a folder of exported models.");
+                return 0;
+            }
+            // Plain aligned lines, so that the list reads the same in a terminal, a pipe and a test.
+            Console.WriteLine($"shipped models in {ShippedModels.Folder}:");
+            int width = models.Max(m => m.Name.Length);
+            foreach (var m in models)
+            {
+                string status;
+                try { ModelExport.VerifyChecksum(m.Folder); status = ModelExport.RecordedChecksum(m.Folder) is null ? "checksum not recorded" : "checksum ok"; }
+                catch (UdmException) { status = "DAMAGED (checksum differs)"; }
+                Console.WriteLine(FormattableString.Invariant($"  {m.Name.PadRight(width)}  {m.WeightBytes / 1e6,6:0.0} MB  {status,-26}  {m.Title}"));
+            }
+            Console.WriteLine("use one with --model NAME, e.g. udm sample --model " + models[0].Name);
             return 0;
         });
         return command;

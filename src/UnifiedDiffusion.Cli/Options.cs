@@ -34,6 +34,21 @@ internal static class Options
 
     public static Option<int> Count(int defaultValue) => new("--count") { Description = "number of samples", DefaultValueFactory = _ => defaultValue };
 
+    public static Option<string?> Run(string what = "run folder written by `udm train` (or `udm import`)") => new("--run") { Description = what };
+
+    public static Option<string?> Model() => new("--model") { Description = "a shipped pretrained model by name, instead of --run (`udm models` lists them)" };
+
+    /// <summary>
+    /// The run folder that --run names, or that --model's shipped model is imported into (once, in the
+    /// cache); exactly one of the two. <paramref name="alternatives"/> names other choices for the message.
+    /// </summary>
+    public static string? RunFolder(ParseResult r, Option<string?> run, Option<string?> model, string alternatives = "")
+    {
+        string? runDir = r.GetValue(run), name = r.GetValue(model);
+        if (runDir is not null && name is not null) throw new UdmException("give --run or --model, not both.") { Subject = "model" };
+        return name is null ? runDir : ShippedModels.RunFolder(name, SampleCommand.DataProgress());
+    }
+
     public static int Positive(ParseResult r, Option<int> option, string name)
     {
         int v = r.GetValue(option);

@@ -70,6 +70,7 @@ public static class ModelExport
         {
             var network = experiment.Model.Network;
             WriteSafetensors(network, Path.Combine(staging, Files.Weights));
+            string checksum = Sha256Of(Path.Combine(staging, Files.Weights));
             File.WriteAllText(Path.Combine(staging, Files.Config), ConfigJson(experiment).ToJsonString(Indented) + "\n");
             if (SchedulerConfig(experiment.Config) is { } scheduler)
                 File.WriteAllText(Path.Combine(staging, Files.Scheduler), scheduler.ToJsonString(Indented) + "\n");
@@ -80,7 +81,7 @@ public static class ModelExport
                 var losses = Experiment.ReadLosses(run);
                 trainingLog = FormattableString.Invariant($"`{Experiment.Files.LossCsv}`: {losses.Count:N0} steps, mean loss of the last 100 {losses.TakeLast(100).Average():0.####}");
             }
-            File.WriteAllText(Path.Combine(staging, Files.Card), ModelCard(experiment, trainingLog));
+            File.WriteAllText(Path.Combine(staging, Files.Card), ModelCard(experiment, trainingLog, checksum));
         });
     }
 
@@ -96,6 +97,7 @@ public static class ModelExport
         if (File.Exists(runDirectory) || Directory.Exists(runDirectory) && Directory.EnumerateFileSystemEntries(runDirectory).Any())
             throw new UdmException($"{runDirectory} already exists; import into a new run folder.") { Subject = "out" };
         var config = ReadConfig(Path.Combine(folder, Files.Config));
+        VerifyChecksum(folder);
         var experiment = Experiment.Create(config, progress);
         var network = experiment.Model.Network;
         var expected = TwinStateDict(network);
@@ -118,6 +120,38 @@ public static class ModelExport
             trainer.Ema.Dispose();
         });
         return Experiment.Load(runDirectory, progress: progress);
+    }
+
+    /// <summary>How the model card names the weights' checksum, followed by the hex digest in backticks.</summary>
+    public const string ChecksumLabel = "SHA-256";
+
+    /// <summary>The lower-case hex SHA-256 of a file.</summary>
+    public static string Sha256Of(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
+
+    /// <summary>The SHA-256 of the weights that the folder's model card records, or null (a card from before checksums, or none).</summary>
+    public static string? RecordedChecksum(string folder)
+    {
+        string card = Path.Combine(folder, Files.Card);
+        if (!File.Exists(card)) return null;
+        var match = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(card), ChecksumLabel + " `([0-9a-f]{64})`");
+        return match.Success ? match.Groups[1].Value : null;
+    }
+
+    /// <summary>
+    /// Refuses weights whose SHA-256 differs from the one the model card records (a damaged or altered
+    /// file), with <paramref name="advice"/> on what to do.
+    /// </summary>
+    public static void VerifyChecksum(string folder, string advice = "export the model again, or copy the folder again from where it came from")
+    {
+        string weights = Path.Combine(folder, Files.Weights);
+        if (RecordedChecksum(folder) is not { } recorded || !File.Exists(weights)) return;
+        string actual = Sha256Of(weights);
+        if (actual != recorded)
+            throw new UdmException($"{weights} is damaged: its SHA-256 is {actual[..12]}…, the model card records {recorded[..12]}…; {advice}.");
     }
 
     /// <summary>The network's state dict under the twins' names (the tensors are the module's own).</summary>
@@ -310,7 +344,7 @@ public static class ModelExport
         return json;
     }
 
-    private static string ModelCard(Experiment experiment, string? trainingLog)
+    private static string ModelCard(Experiment experiment, string? trainingLog, string checksum)
     {
         var config = experiment.Config;
         var training = config.Training;
@@ -327,7 +361,7 @@ public static class ModelExport
         card.AppendLine(CultureInfo.InvariantCulture, $"| network | {(network as ITwinNetwork)?.TwinModel ?? network.GetName()}, {NetworkInfo.ParameterCount(network):N0} parameters |");
         card.AppendLine(CultureInfo.InvariantCulture, $"| training | {experiment.Step:N0} of {training.Steps:N0} steps at batch {training.BatchSize}, peak learning rate {training.LearningRate}, seed {training.Seed}, precision {config.Precision ?? "fp32"} |");
         if (trainingLog is not null) card.AppendLine(CultureInfo.InvariantCulture, $"| training log | {trainingLog} |");
-        card.AppendLine(CultureInfo.InvariantCulture, $"| weights | `{Files.Weights}`: the EMA weights, float32 |");
+        card.AppendLine(CultureInfo.InvariantCulture, $"| weights | `{Files.Weights}`: the EMA weights, float32, {ChecksumLabel} `{checksum}` |");
         card.AppendLine();
         card.AppendLine("## Use");
         card.AppendLine();
