@@ -135,11 +135,12 @@ internal static class SampleCommand
             string title = $"{experiment.Data.Name}, {sampler}, {steps} steps, seed {sampleSeed}" + (template is null ? "" : $", fixed: {template}");
             // On a terminal, texts settle in place while they are sampled.
             var settling = family.Modality is TextModality text && AnsiConsole.Profile.Capabilities.Interactive ? new SettlingView(text) : null;
-            var written = ProgressView.Run($"sample {sampler}", steps, report =>
+            long done = 0;
+            var written = ProgressView.Run($"sample {sampler}", ProgressView.SamplingSteps(steps, n, family.Modality.SamplingBatch), report =>
             {
                 var options = new SamplingOptions
                 {
-                    OnStep = p => { recorder?.Record(p); settling?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
+                    OnStep = p => { recorder?.Record(p); settling?.Record(p); report(++done, $"t={p.Step.T}"); },
                     MaxBatch = family.Modality.SamplingBatch,
                 };
                 if (inpaintPath is not null) options = family.Inpaint(inpaintPath, maskPath!, n, options);
@@ -222,12 +223,14 @@ internal static class EvalCommand
                 }
                 int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
                 using var churnMeter = measureChurn ? new ChurnMeter() : null;
-                var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", steps, report =>
+                long done = 0;
+                int? batch = experiment?.Model.Modality.SamplingBatch;
+                var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", ProgressView.SamplingSteps(steps, n, batch), report =>
                 {
                     var options = new SamplingOptions
                     {
-                        OnStep = p => { churnMeter?.Record(p); report(p.Step.Index + 1, $"t={p.Step.T}"); },
-                        MaxBatch = experiment?.Model.Modality.SamplingBatch,
+                        OnStep = p => { churnMeter?.Record(p); report(++done, $"t={p.Step.T}"); },
+                        MaxBatch = batch,
                     };
                     return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });

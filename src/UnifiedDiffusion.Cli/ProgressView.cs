@@ -66,6 +66,9 @@ internal static class ProgressView
         });
     }
 
+    /// <summary>The steps a sampling run reports: every chunk of at most <paramref name="batch"/> samples runs the whole grid.</summary>
+    public static long SamplingSteps(int steps, int count, int? batch) => (long)steps * (batch is > 0 and var b ? (count + b - 1) / b : 1);
+
     /// <summary>m:ss, or h:mm:ss from an hour on (mm:ss alone wraps at 60 minutes).</summary>
     internal static string Clock(TimeSpan span) => span.TotalHours >= 1 ? $"{(int)span.TotalHours}:{span:mm\\:ss}" : $"{span:mm\\:ss}";
 }
