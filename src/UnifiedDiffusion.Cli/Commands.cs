@@ -234,7 +234,7 @@ internal static class EvalCommand
                     };
                     return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
                 });
-                if (churnMeter is not null)
+                if (churnMeter is { PerStep.Count: > 0 }) // baselines without steps (degraded, direct) have no churn
                 {
                     result = result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["churn"] = churnMeter.Mean } };
                     var perStep = churnMeter.PerStep.ToArray();
