@@ -247,7 +247,7 @@ internal static class EvalCommand
             if (churnPlotPath is not null)
             {
                 string what = churnOfTokens ? "share of positions whose most likely token changed" : "RMS change of the estimate of x_0";
-                Plots.Lines(churnPlotPath, $"Churn: {what}, {runDir ?? oracleName}", "step k (from the estimate at step k − 1)", "churn", churnLines);
+                Plots.Lines(churnPlotPath, $"Churn: {what}, {r.GetValue(model) ?? (runDir is null ? oracleName : Path.GetFileName(Path.TrimEndingDirectorySeparator(runDir)))}", "step k (from the estimate at step k − 1)", "churn", churnLines);
                 Console.Error.WriteLine($"wrote the churn plot of {churnLines.Count} samplers to {churnPlotPath}");
             }
             if (r.GetValue(json))
