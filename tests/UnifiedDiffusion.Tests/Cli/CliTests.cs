@@ -64,7 +64,7 @@ public sealed class CliTests : IDisposable
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--grid", "10,20,0"), "strictly descending");
         AssertOneLineError(Run("eval", "--oracle", "moons"), "gmm8 or gmm25");
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--count", "0"), "--count");
-        AssertOneLineError(Run("eval"), "either --run");
+        AssertOneLineError(Run("eval"), "give one of --run");
         AssertOneLineError(Run("train", "nosuchrecipe", "--out", Path.Combine(Path.GetTempPath(), "never-created")), "unknown recipe");
         AssertOneLineError(Run("recipes", "nope"), "unknown recipe");
         AssertOneLineError(Run("eval", "--oracle", "gmm8", "--sampler", "analytic-ddim", "--eta", "3"), "--eta 3");

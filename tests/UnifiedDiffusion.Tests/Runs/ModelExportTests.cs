@@ -112,9 +112,18 @@ public sealed class ModelExportTests : IDisposable
     public void ImportOfADamagedFolderIsOneLineNamingTheTensorAndWritesNoRun()
     {
         var (_, export) = TrainAndExport();
-        string weights = Path.Combine(export, ModelExport.Files.Weights);
+        string weights = Path.Combine(export, ModelExport.Files.Weights), card = Path.Combine(export, ModelExport.Files.Card);
         var good = File.ReadAllBytes(weights);
         string target = Path.Combine(_root, "never");
+        // Any change to the weights fails the checksum that the card records, before any tensor is read.
+        File.WriteAllBytes(weights, [.. good[..^1], (byte)(good[^1] ^ 1)]);
+        var (checksumCode, checksumError) = CliTests.Run("import", export, "--out", target);
+        Assert.Equal(UnifiedDiffusion.Cli.CommandLine.UserError, checksumCode);
+        Assert.Contains("is damaged: its SHA-256", checksumError);
+        Assert.False(Directory.Exists(target));
+        // Without a recorded checksum (a folder written by hand or by PyTorch), each tensor check names what is wrong.
+        File.WriteAllText(card, System.Text.RegularExpressions.Regex.Replace(File.ReadAllText(card), ModelExport.ChecksumLabel + " `[0-9a-f]{64}`", ""));
+        Assert.Null(ModelExport.RecordedChecksum(export));
         var cases = new (string Expected, Action Damage)[]
         {
             ("has no tensor down.0.conv1.weight", () => EditHeader(weights, h => h.Remove("down.0.conv1.weight"))),
