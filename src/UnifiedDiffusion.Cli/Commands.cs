@@ -115,8 +115,7 @@ internal static class SampleCommand
             int n = Options.Positive(r, count, "--count");
             string? inpaintPath = r.GetValue(inpaint), maskPath = r.GetValue(mask), template = r.GetValue(fix);
             if ((inpaintPath is null) != (maskPath is null)) throw new UdmException("--inpaint and --mask go together: the image and a mask PNG (white = keep, black = fill).");
-            string runDir = Options.RunFolder(r, run, model)
-                ?? throw new UdmException("give --run RUN (a folder `udm train` wrote) or --model NAME (a shipped model; `udm models` lists them).") { Subject = "run" };
+            string runDir = Options.RequiredRunFolder(r, run, model);
             var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress(), r.GetValue(precision));
             var family = experiment.Model;
             string sampler = request.Sampler ?? family.DefaultSampler;
@@ -194,6 +193,12 @@ internal static class EvalCommand
             Platform.SetThreads(r.GetValue(threads));
             var requests = samplerSet.BuildAll(r);
             int n = Options.Positive(r, count, "--count");
+            // Checked before any model or data is opened.
+            string? churnPlotPath = r.GetValue(churnPlot);
+            bool measureChurn = r.GetValue(churn);
+            if (churnPlotPath is not null && !measureChurn) throw new UdmException("--churn-plot plots what --churn measures: add --churn.") { Subject = "churn-plot" };
+            if (churnPlotPath is not null && !Path.GetExtension(churnPlotPath).Equals(".png", StringComparison.OrdinalIgnoreCase))
+                throw new UdmException($"{churnPlotPath}: the churn plot is written as a .png file.") { Subject = "churn-plot" };
             string? oracleName = r.GetValue(oracle);
             if ((r.GetValue(run) is null && r.GetValue(model) is null) == (oracleName is null))
                 throw new UdmException("give one of --run DIR (a trained model), --model NAME (a shipped one) or --oracle gmm8|gmm25 (the exact denoiser).");
@@ -205,11 +210,6 @@ internal static class EvalCommand
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
             var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
             requests = [.. requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q])];
-            string? churnPlotPath = r.GetValue(churnPlot);
-            bool measureChurn = r.GetValue(churn);
-            if (churnPlotPath is not null && !measureChurn) throw new UdmException("--churn-plot plots what --churn measures: add --churn.") { Subject = "churn-plot" };
-            if (churnPlotPath is not null && !Path.GetExtension(churnPlotPath).Equals(".png", StringComparison.OrdinalIgnoreCase))
-                throw new UdmException($"{churnPlotPath}: the churn plot is written as a .png file.") { Subject = "churn-plot" };
             var churnLines = new List<(string Label, double[] X, double[] Y)>();
             bool churnOfTokens = false;
             var results = new List<EvaluationResult>();
@@ -349,8 +349,7 @@ internal static class ExportCommand
         command.SetAction(r =>
         {
             string folder = r.GetValue(output)!;
-            string runDir = Options.RunFolder(r, run, model)
-                ?? throw new UdmException("give --run RUN (a folder `udm train` wrote) or --model NAME (a shipped model).") { Subject = "run" };
+            string runDir = Options.RequiredRunFolder(r, run, model);
             var experiment = Experiment.Load(runDir, progress: SampleCommand.DataProgress());
             ModelExport.Export(experiment, folder, r.GetValue(force));
             long bytes = new FileInfo(Path.Combine(folder, ModelExport.Files.Weights)).Length;

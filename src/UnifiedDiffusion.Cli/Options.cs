@@ -49,6 +49,11 @@ internal static class Options
         return name is null ? runDir : ShippedModels.RunFolder(name, SampleCommand.DataProgress());
     }
 
+    /// <summary><see cref="RunFolder"/> for commands that need a model: neither option is a one-line error.</summary>
+    public static string RequiredRunFolder(ParseResult r, Option<string?> run, Option<string?> model) =>
+        RunFolder(r, run, model)
+        ?? throw new UdmException("give --run RUN (a folder `udm train` wrote) or --model NAME (a shipped model; `udm models` lists them).") { Subject = "run" };
+
     public static int Positive(ParseResult r, Option<int> option, string name)
     {
         int v = r.GetValue(option);
