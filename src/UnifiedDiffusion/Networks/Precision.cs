@@ -13,7 +13,9 @@ public enum Precision
     /// <summary>
     /// Mixed precision: convolutions, linear layers and attention products in bfloat16, with the
     /// weights kept in float32 (cast per call, so gradients, the optimizer and the EMA stay float32);
-    /// normalisation statistics, softmax, the network's output and every loss in float32.
+    /// normalisation statistics, softmax, the network's output and every loss in float32. The UNet's
+    /// input convolution, which reads the data, stays float32, so image differences smaller than
+    /// bfloat16's spacing reach its first GroupNorm.
     /// </summary>
     Bf16,
 }
