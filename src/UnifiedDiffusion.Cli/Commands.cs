@@ -25,12 +25,13 @@ internal static class TrainCommand
         var seed = new Option<long?>("--seed") { Description = "seed for initialisation, batches and noise (overrides the recipe)" };
         var lr = new Option<double?>("--lr") { Description = "peak learning rate (overrides the recipe)" };
         var resume = new Option<bool>("--resume") { Description = "continue the checkpoint in --out exactly where it stopped" };
+        var keepEvery = new Option<int?>("--keep-every") { Description = $"also keep a copy of every checkpoint at a multiple of these steps in --out/{Checkpoint.KeptFolder}, for `udm eval --checkpoints` (a metric's curve over training)" };
         var device = Options.Device();
         var precision = Options.Precision("the recipe's, fp32 unless it says otherwise; stored in the run's config");
         var threads = Options.Threads();
         var command = new Command("train", "Train a model from a recipe or a JSON config. Ctrl-C saves a checkpoint; --resume continues it.")
         {
-            recipe, output, steps, seed, lr, resume, device, precision, threads,
+            recipe, output, steps, seed, lr, resume, keepEvery, device, precision, threads,
         };
         command.SetAction(r =>
         {
@@ -50,10 +51,11 @@ internal static class TrainCommand
                     Steps = r.GetValue(steps) ?? config.Training.Steps,
                     Seed = r.GetValue(seed) ?? config.Training.Seed,
                     LearningRate = r.GetValue(lr) ?? config.Training.LearningRate,
+                    KeepEvery = r.GetValue(keepEvery) ?? config.Training.KeepEvery,
                 },
             };
             Validate(config.Training);
-            var trained = Train(config, runDir, isResume);
+            var trained = Train(config, runDir, isResume, Options.CommandLine(r, runDir));
             return trained.Step < config.Training.Steps ? Interrupted : 0;
         });
         return command;
@@ -66,12 +68,12 @@ internal static class TrainCommand
         t.Validate();
     }
 
-    public static Experiment Train(ExperimentConfig config, string runDir, bool resume)
+    public static Experiment Train(ExperimentConfig config, string runDir, bool resume, string? command = null)
     {
         var experiment = Experiment.Create(config);
         using var cts = Options.CancelOnCtrlC();
         var outcome = ProgressView.Run("train", config.Training.Steps, report =>
-            experiment.Train(runDir, resume, new SyncProgress<TrainingProgress>(p => report(p.Step, $"loss {p.Loss:F4}")), cts.Token));
+            experiment.Train(runDir, resume, new SyncProgress<TrainingProgress>(p => report(p.Step, $"loss {p.Loss:F4}")), cts.Token, command));
         Console.WriteLine(outcome == TrainingOutcome.Interrupted
             ? $"interrupted at step {experiment.Step}; checkpoint saved in {runDir}. Continue with `udm train --out {runDir} --resume`."
             : $"trained {experiment.Step} steps in {Precisions.Name(experiment.Precision)}; run folder {runDir} (checkpoint.udm, loss.png, loss.csv, tensorboard/).");
@@ -179,13 +181,16 @@ internal static class EvalCommand
         var churn = new Option<bool>("--churn") { Description = "also measure churn: how far the estimate of x_0 moves between consecutive steps (the share of tokens that change, or the RMS change of images and points), averaged over steps" };
         var churnPlot = new Option<string?>("--churn-plot") { Description = "with --churn: a PNG of churn against step, one line per sampler" };
         var nll = new Option<bool>("--nll") { Description = "also report the negative ELBO of held-out data: gaussian in bits/dim along the same grid (ddpm, analytic-ddpm); mask and edit in bits/token" };
+        var checkpoints = new Option<bool>("--checkpoints") { Description = $"evaluate every checkpoint the run kept along training (udm train --keep-every) and its last, with a column training_step" };
+        var curve = new Option<string?>("--curve") { Description = "with --checkpoints: a PNG of each sampler's first metric against training step" };
+        var record = new Option<bool>("--record") { Description = $"also append the command and its rows to the run's {RunRecords.EvaluationFile}, which udm export turns into the model card's metrics" };
         var device = Options.Device();
         var precision = Options.Precision("the run's");
         var threads = Options.Threads();
         var command = new Command("eval", "Sample and measure with the family's metrics: sliced W2 and log-density for toy data, classifier-FID for images, "
             + "n-gram perplexity, distinct-n and copy rate for text.")
         {
-            run, model, oracle, count, seed, json, markdown, nll, churn, churnPlot, device, precision, threads,
+            run, model, oracle, count, seed, json, markdown, nll, churn, churnPlot, checkpoints, curve, record, device, precision, threads,
         };
         foreach (var option in samplerSet.All) command.Options.Add(option);
         command.SetAction(r =>
@@ -199,50 +204,92 @@ internal static class EvalCommand
             if (churnPlotPath is not null && !measureChurn) throw new UdmException("--churn-plot plots what --churn measures: add --churn.") { Subject = "churn-plot" };
             if (churnPlotPath is not null && !Path.GetExtension(churnPlotPath).Equals(".png", StringComparison.OrdinalIgnoreCase))
                 throw new UdmException($"{churnPlotPath}: the churn plot is written as a .png file.") { Subject = "churn-plot" };
+            string? curvePath = r.GetValue(curve);
+            bool overCheckpoints = r.GetValue(checkpoints);
+            if (curvePath is not null && !overCheckpoints) throw new UdmException("--curve plots a metric over the checkpoints that --checkpoints evaluates: add --checkpoints.") { Subject = "curve" };
+            if (curvePath is not null && !Path.GetExtension(curvePath).Equals(".png", StringComparison.OrdinalIgnoreCase))
+                throw new UdmException($"{curvePath}: the curve is written as a .png file.") { Subject = "curve" };
             string? oracleName = r.GetValue(oracle);
             if ((r.GetValue(run) is null && r.GetValue(model) is null) == (oracleName is null))
                 throw new UdmException("give one of --run DIR (a trained model), --model NAME (a shipped one) or --oracle gmm8|gmm25 (the exact denoiser).");
             string? runDir = Options.RunFolder(r, run, model);
+            if (r.GetValue(record) && runDir is null) throw new UdmException("--record writes into a run folder; the exact denoiser has none, so drop --record or give --run.") { Subject = "record" };
             long s = r.GetValue(seed);
             var oracleRun = oracleName is null ? null : new Evaluation.Oracle(oracleName);
             if (oracleName is not null && r.GetValue(precision) is not null)
                 throw new UdmException("the exact denoiser is arithmetic in float64, not a network; --precision applies to --run.") { Subject = "precision" };
-            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
-            var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
-            requests = [.. requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q])];
+            if (overCheckpoints && runDir is null) throw new UdmException("--checkpoints evaluates a run's kept checkpoints; give --run.") { Subject = "checkpoints" };
+            // The run's last checkpoint, or with --checkpoints every kept one before it and then the last.
+            var snapshots = new List<(long? Step, string? Checkpoint)> { (null, null) };
+            if (overCheckpoints)
+            {
+                var kept = Checkpoint.Kept(runDir!);
+                if (kept.Count == 0)
+                    throw new UdmException($"{runDir} kept no checkpoints along training; train with --keep-every N (resume with it to keep the rest), then evaluate with --checkpoints.") { Subject = "checkpoints" };
+                long last = Checkpoint.Load(Path.Combine(runDir!, Checkpoint.FileName)).Step;
+                snapshots = [.. kept.Where(k => k.Step < last).Select(k => ((long?)k.Step, (string?)k.Path)), (last, null)];
+            }
             var churnLines = new List<(string Label, double[] X, double[] Y)>();
             bool churnOfTokens = false;
             var results = new List<EvaluationResult>();
-            foreach (var request in requests)
+            var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
+            foreach (var (trainingStep, checkpointPath) in snapshots)
             {
-                if (request.Sampler == FamilyModel.ReferenceSampler)
+                if (overCheckpoints) experiment!.LoadCheckpoint(checkpointPath ?? Path.Combine(runDir!, Checkpoint.FileName));
+                var registry = experiment?.Model.Samplers ?? GaussianSamplers.Registry;
+                var expanded = requests.SelectMany(q => q.Sampler == "all" ? registry.All.Select(e => q with { Sampler = e.Name }) : [q]).ToList();
+                foreach (var request in expanded)
                 {
-                    if (results.All(q => q.Sampler != FamilyModel.ReferenceSampler))
-                        results.Add(experiment?.Model.EvaluateReference(n, s) ?? oracleRun!.EvaluateReference(n, s));
-                    continue;
-                }
-                int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
-                using var churnMeter = measureChurn ? new ChurnMeter() : null;
-                long done = 0;
-                int? batch = experiment?.Model.Modality.SamplingBatch;
-                var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", ProgressView.SamplingSteps(steps, n, batch), report =>
-                {
-                    var options = new SamplingOptions
+                    if (request.Sampler == FamilyModel.ReferenceSampler)
                     {
-                        OnStep = p => { churnMeter?.Record(p); report(++done, $"t={p.Step.T}"); },
-                        MaxBatch = batch,
-                    };
-                    return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
-                });
-                if (churnMeter is { PerStep.Count: > 0 }) // baselines without steps (degraded, direct) have no churn
-                {
-                    result = result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["churn"] = churnMeter.Mean } };
-                    var perStep = churnMeter.PerStep.ToArray();
-                    churnLines.Add(($"{result.Sampler}, {result.Steps} steps", [.. Enumerable.Range(1, perStep.Length).Select(k => (double)k)], perStep));
-                    churnOfTokens |= churnMeter.IsShareOfPositions;
+                        if (results.All(q => q.Sampler != FamilyModel.ReferenceSampler))
+                            results.Add(experiment?.Model.EvaluateReference(n, s) ?? oracleRun!.EvaluateReference(n, s));
+                        continue;
+                    }
+                    int steps = request.Steps ?? experiment?.Model.DefaultSteps ?? 50;
+                    using var churnMeter = measureChurn ? new ChurnMeter() : null;
+                    long done = 0;
+                    int? batch = experiment?.Model.Modality.SamplingBatch;
+                    var result = ProgressView.Run($"eval {request.Sampler ?? experiment?.Model.DefaultSampler} {steps} steps", ProgressView.SamplingSteps(steps, n, batch), report =>
+                    {
+                        var options = new SamplingOptions
+                        {
+                            OnStep = p => { churnMeter?.Record(p); report(++done, $"t={p.Step.T}"); },
+                            MaxBatch = batch,
+                        };
+                        return oracleRun?.Evaluate(GaussianFamilyModel.ToSpec(request), n, s, options) ?? experiment!.Model.Evaluate(request, n, s, options);
+                    });
+                    if (churnMeter is { PerStep.Count: > 0 }) // baselines without steps (degraded, direct) have no churn
+                    {
+                        result = result with { Metrics = new Dictionary<string, double>(result.Metrics) { ["churn"] = churnMeter.Mean } };
+                        var perStep = churnMeter.PerStep.ToArray();
+                        churnLines.Add(($"{result.Sampler}, {result.Steps} steps", [.. Enumerable.Range(1, perStep.Length).Select(k => (double)k)], perStep));
+                        churnOfTokens |= churnMeter.IsShareOfPositions;
+                    }
+                    if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, expanded.Count == 1);
+                    if (trainingStep is long step)
+                        result = result with { Metrics = new Dictionary<string, double> { [MetricsTables.TrainingStep] = step }.Concat(result.Metrics).ToDictionary() };
+                    results.Add(result);
                 }
-                if (r.GetValue(nll)) result = WithNll(result, request, experiment, oracleRun, n, s, requests.Count == 1);
-                results.Add(result);
+            }
+            if (curvePath is not null)
+            {
+                var curves = results.Where(q => q.Metrics.ContainsKey(MetricsTables.TrainingStep) && q.Metrics.Count > 1).GroupBy(q => (q.Sampler, q.Steps)).Select(g =>
+                {
+                    string metric = g.First().Metrics.Keys.Skip(1).First();
+                    return (Label: $"{g.Key.Sampler}, {g.Key.Steps} steps: {MetricsTables.Heading(metric)}", Metric: metric,
+                        X: g.Select(q => q.Metrics[MetricsTables.TrainingStep]).ToArray(), Y: g.Select(q => q.Metrics.GetValueOrDefault(metric, double.NaN)).ToArray());
+                }).ToList();
+                // Held-out data through the same metric, as a flat line: how far the samples are from real data.
+                if (results.FirstOrDefault(q => q.Sampler == FamilyModel.ReferenceSampler) is { } reference && curves.Count > 0)
+                {
+                    double[] span = [snapshots[0].Step ?? 0, snapshots[^1].Step ?? 0];
+                    curves.AddRange(curves.Select(c => c.Metric).Distinct().Where(reference.Metrics.ContainsKey)
+                        .Select(m => (Label: $"held-out data: {MetricsTables.Heading(m)}", Metric: m, X: span, Y: new[] { reference.Metrics[m], reference.Metrics[m] })).ToList());
+                }
+                Plots.Lines(curvePath, $"{r.GetValue(model) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(runDir!))}: {string.Join(", ", curves.Select(c => MetricsTables.Heading(c.Metric)).Distinct())} over training",
+                    "training step", string.Join(", ", curves.Select(c => MetricsTables.Heading(c.Metric)).Distinct()), [.. curves.Select(c => (c.Label, c.X, c.Y))]);
+                Console.Error.WriteLine($"wrote the curve of {curves.Count} samplers over {snapshots.Count} checkpoints to {curvePath}");
             }
             if (churnPlotPath is not null)
             {
@@ -250,12 +297,18 @@ internal static class EvalCommand
                 Plots.Lines(churnPlotPath, $"Churn: {what}, {r.GetValue(model) ?? (runDir is null ? oracleName : Path.GetFileName(Path.TrimEndingDirectorySeparator(runDir)))}", "step k (from the estimate at step k − 1)", "churn", churnLines);
                 Console.Error.WriteLine($"wrote the churn plot of {churnLines.Count} samplers to {churnPlotPath}");
             }
+            if (r.GetValue(record))
+            {
+                RunRecords.Record(runDir!, new EvaluationRecord(DateTime.UtcNow, Options.CommandLine(r, runDir), Platform.CpuDescription(),
+                    [.. results.Select(q => MetricsTables.Flatten(q).ToDictionary(e => e.Key, e => JsonSerializer.SerializeToElement(e.Value)))]));
+                Console.Error.WriteLine($"recorded in {Path.Combine(runDir!, RunRecords.EvaluationFile)}");
+            }
             if (r.GetValue(json))
             {
-                var objects = results.Select(Flatten).ToList();
+                var objects = results.Select(MetricsTables.Flatten).ToList();
                 Console.WriteLine(objects.Count == 1 ? JsonSerializer.Serialize(objects[0], Json) : JsonSerializer.Serialize(objects, Json));
             }
-            else if (r.GetValue(markdown)) Console.Write(MetricsTable.Markdown(results));
+            else if (r.GetValue(markdown)) Console.Write(MetricsTables.Markdown(results));
             else MetricsTable.Print(oracleName is not null ? $"{oracleName}, exact denoiser" : r.GetValue(model) ?? runDir!, results);
             return 0;
         });
@@ -280,58 +333,24 @@ internal static class EvalCommand
         }
         return result with { Metrics = new Dictionary<string, double>(result.Metrics) { [value.Metric] = value.Value } };
     }
-
-    /// <summary>One flat JSON object: the common fields, then the metrics.</summary>
-    public static Dictionary<string, object> Flatten(EvaluationResult result)
-    {
-        var flat = new Dictionary<string, object>
-        {
-            ["data"] = result.Data, ["family"] = result.Family, ["sampler"] = result.Sampler, ["steps"] = result.Steps,
-            ["count"] = result.Count, ["seconds"] = result.Seconds,
-        };
-        foreach (var (key, value) in result.Metrics) flat[key] = value;
-        return flat;
-    }
 }
 
 internal static class MetricsTable
 {
-    /// <summary>Lower is better for these; the others are higher-is-better or neutral.</summary>
-    private static readonly string[] LowerIsBetter = ["sliced_w2", "nll_bits_per_dim", "fid", "rmse", "perplexity", "copy_rate", "nelbo_bits_per_token", "gamma_rel_error"];
-
     public static void Print(string title, IEnumerable<EvaluationResult> rows)
     {
         var list = rows.ToList();
         // Redirected output has no terminal width; Spectre would wrap every cell at 80 columns.
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
-        var metricNames = list.SelectMany(q => q.Metrics.Keys).Distinct().ToList();
+        var metricNames = MetricsTables.MetricNames(list);
         var table = new Table().Title(Markup.Escape(title)).AddColumns("data", "sampler", "steps", "samples");
-        foreach (var name in metricNames)
-            table.AddColumn(Markup.Escape(name.Replace('_', ' ') + (LowerIsBetter.Any(name.StartsWith) ? " ↓" : "")));
+        foreach (var name in metricNames) table.AddColumn(Markup.Escape(MetricsTables.Heading(name)));
         table.AddColumn("seconds");
         foreach (var q in list)
             table.AddRow([q.Data, Markup.Escape(q.Sampler), q.Steps.ToString(), q.Count.ToString(),
-                .. metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? Format(v) : "–"), q.Seconds.ToString("F2")]);
+                .. metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? MetricsTables.Format(v) : "–"), q.Seconds.ToString("F2")]);
         AnsiConsole.Write(table);
     }
-
-    public static string Markdown(IEnumerable<EvaluationResult> rows)
-    {
-        var list = rows.ToList();
-        var metricNames = list.SelectMany(q => q.Metrics.Keys).Distinct().ToList();
-        var header = new List<string> { "data", "sampler", "steps", "samples" };
-        header.AddRange(metricNames.Select(m => m.Replace('_', ' ') + (LowerIsBetter.Any(m.StartsWith) ? " ↓" : "")));
-        header.Add("seconds");
-        var text = new System.Text.StringBuilder();
-        text.AppendLine("| " + string.Join(" | ", header) + " |");
-        text.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
-        foreach (var q in list)
-            text.AppendLine("| " + string.Join(" | ", new[] { q.Data, q.Sampler, q.Steps.ToString(), q.Count.ToString() }
-                .Concat(metricNames.Select(m => q.Metrics.TryGetValue(m, out double v) ? Format(v) : "–")).Append(q.Seconds.ToString("F1"))) + " |");
-        return text.ToString();
-    }
-
-    private static string Format(double v) => v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0") : Math.Abs(v) >= 100 ? v.ToString("F1") : Math.Abs(v) >= 1 ? v.ToString("F3") : v.ToString("F4");
 }
 
 internal static class ExportCommand
@@ -342,16 +361,17 @@ internal static class ExportCommand
         var model = Options.Model();
         var output = new Option<string>("--out") { Description = "the folder to write: config.json, model.safetensors (EMA weights, float32, PyTorch twin names), scheduler_config.json (diffusers keys), README.md", Required = true };
         var force = new Option<bool>("--force") { Description = "replace a non-empty --out folder" };
+        var notes = new Option<string?>("--notes") { Description = "a Markdown file for the model card: its first line \"# …\" becomes the card's title, the rest follows the facts table" };
         var command = new Command("export", "Export a trained model as a folder laid out like a diffusers model, for PyTorch (interop/pytorch) or `udm import`.")
         {
-            run, model, output, force,
+            run, model, output, force, notes,
         };
         command.SetAction(r =>
         {
             string folder = r.GetValue(output)!;
             string runDir = Options.RequiredRunFolder(r, run, model);
             var experiment = Experiment.Load(runDir, progress: SampleCommand.DataProgress());
-            ModelExport.Export(experiment, folder, r.GetValue(force));
+            ModelExport.Export(experiment, folder, r.GetValue(force), r.GetValue(notes));
             long bytes = new FileInfo(Path.Combine(folder, ModelExport.Files.Weights)).Length;
             Console.WriteLine($"wrote {folder}: {string.Join(", ", Directory.GetFiles(folder).Select(Path.GetFileName).Order())} ({bytes / 1e6:0.0} MB of weights)");
             return 0;

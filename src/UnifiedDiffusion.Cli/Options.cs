@@ -42,6 +42,10 @@ internal static class Options
     /// The run folder that --run names, or that --model's shipped model is imported into (once, in the
     /// cache); exactly one of the two. <paramref name="alternatives"/> names other choices for the message.
     /// </summary>
+    /// <summary>The command line that was parsed, as `udm …`, with the run folder written RUN (for a run's records).</summary>
+    public static string CommandLine(ParseResult r, string? runDir) =>
+        RunRecords.CommandLine(["udm", .. r.Tokens.Select(t => t.Value)], runDir);
+
     public static string? RunFolder(ParseResult r, Option<string?> run, Option<string?> model, string alternatives = "")
     {
         string? runDir = r.GetValue(run), name = r.GetValue(model);

@@ -11,15 +11,7 @@ internal static class MachineInfo
         File.Exists("/proc/cpuinfo") && File.ReadLines("/proc/cpuinfo").Any(l => l.StartsWith("flags", StringComparison.Ordinal) && l.Contains(" avx512f"));
 
     /// <summary>The CPU model and the ISA extensions that matter for libtorch kernels.</summary>
-    public static string Cpu()
-    {
-        if (!File.Exists("/proc/cpuinfo")) return RuntimeInformation.ProcessArchitecture.ToString();
-        var lines = File.ReadLines("/proc/cpuinfo").ToList();
-        string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
-        var isa = new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16" }.Where(flags.Contains);
-        return $"{model} ({string.Join(", ", isa)})";
-    }
+    public static string Cpu() => Core.Platform.CpuDescription();
 
     public static string Memory()
     {

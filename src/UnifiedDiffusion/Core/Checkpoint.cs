@@ -26,6 +26,20 @@ public static class Checkpoint
     /// <summary>The checkpoint's file name inside a run folder.</summary>
     public const string FileName = "checkpoint.udm";
 
+    /// <summary>The folder of a run that holds the checkpoints kept along training (<see cref="TrainingOptions.KeepEvery"/>).</summary>
+    public const string KeptFolder = "checkpoints";
+
+    /// <summary>The kept checkpoint of <paramref name="step"/>: checkpoints/step-0004000.udm.</summary>
+    public static string KeptPath(string runDir, long step) => Path.Combine(runDir, KeptFolder, $"step-{step:D7}.udm");
+
+    /// <summary>The kept checkpoints of a run, by step.</summary>
+    public static IReadOnlyList<(long Step, string Path)> Kept(string runDir) =>
+        Directory.Exists(Path.Combine(runDir, KeptFolder))
+            ? [.. Directory.EnumerateFiles(Path.Combine(runDir, KeptFolder), "step-*.udm")
+                .Select(f => (Step: long.TryParse(Path.GetFileNameWithoutExtension(f)["step-".Length..], out long step) ? step : -1, Path: f))
+                .Where(e => e.Step >= 0).OrderBy(e => e.Step)]
+            : [];
+
     /// <summary>Writes <paramref name="state"/> to <paramref name="path"/> atomically (temporary file, then rename).</summary>
     public static void Save(string path, CheckpointState state) => AtomicFile.Write(path, stream => Write(stream, state));
 

@@ -78,6 +78,19 @@ public static partial class Platform
     }
 
     /// <summary>
+    /// The CPU's model name and the ISA extensions that matter for libtorch's kernels (avx2, avx512f,
+    /// avx512_bf16, amx_bf16), from /proc/cpuinfo, e.g. "AMD EPYC (avx2, avx512f, avx512_bf16)".
+    /// </summary>
+    public static string CpuDescription()
+    {
+        if (!File.Exists("/proc/cpuinfo")) return RuntimeInformation.ProcessArchitecture.ToString();
+        var lines = File.ReadLines("/proc/cpuinfo").Take(64).ToList();
+        string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+        var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+        return $"{model} ({string.Join(", ", new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16" }.Where(flags.Contains))})";
+    }
+
+    /// <summary>
     /// Sets libtorch's intra-op thread count explicitly (its default differs between builds).
     /// <paramref name="threads"/> &lt;= 0 means one thread per core.
     /// </summary>

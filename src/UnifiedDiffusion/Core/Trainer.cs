@@ -15,6 +15,7 @@ namespace UnifiedDiffusion.Core;
 /// <param name="CheckpointEvery">Steps between checkpoints (one is always written at the end).</param>
 /// <param name="LogEvery">Steps between TensorBoard scalars.</param>
 /// <param name="Decay">After warm-up: keep the rate constant, or decay it to 0 along a half cosine.</param>
+/// <param name="KeepEvery">Steps between checkpoints kept as copies in <see cref="Checkpoint.KeptFolder"/> (0 keeps none), for a metric's curve over training.</param>
 public sealed record TrainingOptions(
     int Steps = 10_000,
     int BatchSize = 512,
@@ -26,7 +27,8 @@ public sealed record TrainingOptions(
     long Seed = 0,
     int CheckpointEvery = 2000,
     int LogEvery = 50,
-    LearningRateDecay Decay = LearningRateDecay.Cosine)
+    LearningRateDecay Decay = LearningRateDecay.Cosine,
+    int KeepEvery = 0)
 {
     /// <summary>Throws a one-line <see cref="UdmException"/> for a setting no training can use.</summary>
     public void Validate()
@@ -41,6 +43,8 @@ public sealed record TrainingOptions(
         Require(EmaDecay >= 0 && EmaDecay < 1, $"the EMA decay must lie in [0, 1), got {EmaDecay}.");
         Require(CheckpointEvery >= 1, $"checkpointEvery must be at least 1, got {CheckpointEvery}.");
         Require(LogEvery >= 1, $"logEvery must be at least 1, got {LogEvery}.");
+        Require(KeepEvery >= 0 && (KeepEvery == 0 || KeepEvery % CheckpointEvery == 0),
+            $"--keep-every (keepEvery) keeps checkpoints, so it must be 0 or a multiple of the checkpoint interval (checkpointEvery = {CheckpointEvery}), got {KeepEvery}.");
     }
 }
 
@@ -323,6 +327,12 @@ public sealed class Trainer
     private void SaveCheckpoint(string runDir)
     {
         Checkpoint.Save(Path.Combine(runDir, Checkpoint.FileName), Capture());
+        if (Options.KeepEvery > 0 && Step % Options.KeepEvery == 0)
+        {
+            string kept = Checkpoint.KeptPath(runDir, Step);
+            Directory.CreateDirectory(Path.GetDirectoryName(kept)!);
+            AtomicFile.Write(kept, stream => { using var source = File.OpenRead(Path.Combine(runDir, Checkpoint.FileName)); source.CopyTo(stream); });
+        }
         OnCheckpoint?.Invoke(runDir);
     }
 

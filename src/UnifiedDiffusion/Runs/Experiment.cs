@@ -120,21 +120,38 @@ public sealed class Experiment
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
-        var experiment = new Experiment(config, progress);
-        Trainer.LoadWeights(experiment.Model.Network, state.Ema, "EMA");
-        experiment.RunDirectory = runDir;
-        experiment.Step = state.Step;
-        experiment.Model.WeightsChanged(runDir, state.Step);
+        var experiment = new Experiment(config, progress) { RunDirectory = runDir };
+        experiment.UseWeights(state);
         return experiment;
+    }
+
+    /// <summary>
+    /// Puts the EMA weights of another checkpoint of this run into the network, e.g. one kept along
+    /// training (<see cref="Checkpoint.Kept"/>), so that one loaded experiment samples each in turn.
+    /// </summary>
+    public void LoadCheckpoint(string checkpoint)
+    {
+        var state = Checkpoint.Load(checkpoint);
+        if (state.ConfigJson != Config.ModelIdentity())
+            throw new UdmException($"the checkpoint {checkpoint} was written for a different config than this run's; give a checkpoint of the same run.");
+        UseWeights(state);
+    }
+
+    private void UseWeights(CheckpointState state)
+    {
+        Trainer.LoadWeights(Model.Network, state.Ema, "EMA");
+        Step = state.Step;
+        Model.WeightsChanged(RunDirectory, state.Step);
     }
 
     /// <summary>
     /// Trains into <paramref name="runDir"/>. With <paramref name="resume"/>, continues exactly from
     /// the checkpoint there (the loss sequence equals that of an uninterrupted run). Writes
-    /// config.json, checkpoint.udm, loss.csv, loss.png and TensorBoard scalars. Afterwards the
-    /// network holds the EMA weights, ready to sample.
+    /// config.json, checkpoint.udm, loss.csv, loss.png, TensorBoard scalars and the session's wall
+    /// time (<see cref="RunRecords.TrainingFile"/>, with <paramref name="command"/>, the command line
+    /// that started it, if given). Afterwards the network holds the EMA weights, ready to sample.
     /// </summary>
-    public TrainingOutcome Train(string runDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    public TrainingOutcome Train(string runDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default, string? command = null)
     {
         string checkpointPath = Path.Combine(runDir, Checkpoint.FileName);
         bool hasCheckpoint = File.Exists(checkpointPath);
@@ -152,11 +169,14 @@ public sealed class Experiment
         string configPath = Path.Combine(runDir, Files.Config);
         bool configWritten = !resume;
         if (!resume) AtomicFile.WriteAllText(configPath, Config.ToJson());
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var session = new TrainingSession(DateTime.UtcNow, trainer.Step, trainer.Step, 0, Precisions.Name(Precision), torch.get_num_threads(), Platform.CpuDescription(), command);
         trainer.OnCheckpoint = dir =>
         {
             if (!configWritten) AtomicFile.WriteAllText(configPath, Config.ToJson());
             configWritten = true;
             WriteLossFiles(dir, trainer.Losses);
+            RunRecords.Record(dir, session with { LastStep = trainer.Step, Seconds = Math.Round(clock.Elapsed.TotalSeconds, 1) });
         };
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
         trainer.Ema.CopyTo();

@@ -21,7 +21,9 @@ namespace UnifiedDiffusion.Runs;
 /// <c>model.pth</c> state dict under the same names;</item>
 /// <item><c>scheduler_config.json</c> for the Gaussian and encoding families: the noise schedule in
 /// the keys of diffusers' DDPMScheduler;</item>
-/// <item><c>README.md</c>: a model card, and the run's <c>loss.csv</c> when it has one.</item>
+/// <item><c>README.md</c>: a model card: the facts, optional notes, the training sessions with their
+/// wall time and commands, and the recorded evaluations with theirs; and the run's <c>loss.csv</c>,
+/// <c>training.json</c> and <c>eval.json</c> (<see cref="RunRecords"/>) when it has them.</item>
 /// </list>
 /// </summary>
 public static class ModelExport
@@ -61,8 +63,9 @@ public static class ModelExport
     /// to <paramref name="folder"/>. The folder appears whole or not at all; an existing non-empty
     /// folder is replaced only with <paramref name="force"/>.
     /// </summary>
-    public static void Export(Experiment experiment, string folder, bool force = false)
+    public static void Export(Experiment experiment, string folder, bool force = false, string? notes = null)
     {
+        if (notes is not null && !File.Exists(notes)) throw new UdmException($"the notes file {notes} does not exist; give a Markdown file, or leave --notes out.") { Subject = "notes" };
         if (File.Exists(folder)) throw new UdmException($"{folder} is a file; export into a folder.") { Subject = "out" };
         if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !force)
             throw new UdmException($"{folder} is not empty; export into a new folder, or pass --force to replace it.") { Subject = "out" };
@@ -81,7 +84,12 @@ public static class ModelExport
                 var losses = Experiment.ReadLosses(run);
                 trainingLog = FormattableString.Invariant($"`{Experiment.Files.LossCsv}`: {losses.Count:N0} steps, mean loss of the last 100 {losses.TakeLast(100).Average():0.####}");
             }
-            File.WriteAllText(Path.Combine(staging, Files.Card), ModelCard(experiment, trainingLog, checksum));
+            foreach (string record in new[] { RunRecords.TrainingFile, RunRecords.EvaluationFile })
+                if (run is not null && File.Exists(Path.Combine(run, record))) File.Copy(Path.Combine(run, record), Path.Combine(staging, record));
+            var sessions = run is null ? [] : RunRecords.TrainingSessions(run);
+            var evaluations = run is null ? [] : RunRecords.Evaluations(run);
+            File.WriteAllText(Path.Combine(staging, Files.Card), ModelCard(experiment, trainingLog, checksum, sessions, evaluations,
+                notes is null ? null : File.ReadAllText(notes), Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)))));
         });
     }
 
@@ -344,13 +352,17 @@ public static class ModelExport
         return json;
     }
 
-    private static string ModelCard(Experiment experiment, string? trainingLog, string checksum)
+    private static string ModelCard(Experiment experiment, string? trainingLog, string checksum, IReadOnlyList<TrainingSession> sessions,
+        IReadOnlyList<EvaluationRecord> evaluations, string? notes, string name)
     {
         var config = experiment.Config;
         var training = config.Training;
         var network = experiment.Model.Network;
         var card = new StringBuilder();
-        card.AppendLine(CultureInfo.InvariantCulture, $"# {config.Family} diffusion on {config.Data}");
+        // The notes' own title (a first line "# …") names the model; their text follows the facts table.
+        string? title = notes?.Split('\n').FirstOrDefault()?.Trim() is { } first && first.StartsWith("# ", StringComparison.Ordinal) ? first[2..].Trim() : null;
+        string? body = title is null ? notes?.Trim() : string.Join('\n', notes!.Split('\n').Skip(1)).Trim();
+        card.AppendLine(CultureInfo.InvariantCulture, $"# {title ?? $"{config.Family} diffusion on {config.Data}"}");
         card.AppendLine();
         card.AppendLine("Exported by `udm export` from UnifiedDiffusion, the unified diffusion model (UDM) in C#.");
         card.AppendLine();
@@ -360,13 +372,45 @@ public static class ModelExport
         card.AppendLine(CultureInfo.InvariantCulture, $"| data | {config.Data} |");
         card.AppendLine(CultureInfo.InvariantCulture, $"| network | {(network as ITwinNetwork)?.TwinModel ?? network.GetName()}, {NetworkInfo.ParameterCount(network):N0} parameters |");
         card.AppendLine(CultureInfo.InvariantCulture, $"| training | {experiment.Step:N0} of {training.Steps:N0} steps at batch {training.BatchSize}, peak learning rate {training.LearningRate}, seed {training.Seed}, precision {config.Precision ?? "fp32"} |");
+        if (sessions.Count > 0)
+            card.AppendLine(CultureInfo.InvariantCulture, $"| wall time | {Duration(RunRecords.TrainingSeconds(sessions))} in {sessions.Count} session{(sessions.Count == 1 ? "" : "s")}, {string.Join("; ", sessions.Select(q => $"{q.Cpu}, {q.Threads} thread{(q.Threads == 1 ? "" : "s")}").Distinct())} |");
         if (trainingLog is not null) card.AppendLine(CultureInfo.InvariantCulture, $"| training log | {trainingLog} |");
         card.AppendLine(CultureInfo.InvariantCulture, $"| weights | `{Files.Weights}`: the EMA weights, float32, {ChecksumLabel} `{checksum}` |");
         card.AppendLine();
+        if (!string.IsNullOrEmpty(body))
+        {
+            card.AppendLine(body);
+            card.AppendLine();
+        }
+        if (sessions.Count > 0)
+        {
+            card.AppendLine(CultureInfo.InvariantCulture, $"## Training (`{RunRecords.TrainingFile}`)");
+            card.AppendLine();
+            card.AppendLine("| started (UTC) | steps | wall time | precision | command |");
+            card.AppendLine("|---|---|---|---|---|");
+            foreach (var q in sessions)
+                card.AppendLine(CultureInfo.InvariantCulture, $"| {q.StartedUtc:yyyy-MM-dd HH:mm} | {q.FirstStep:N0} → {q.LastStep:N0} | {Duration(q.Seconds)} | {q.Precision} | `{q.Command ?? "(library call)"}` |");
+            card.AppendLine();
+        }
+        if (evaluations.Count > 0)
+        {
+            card.AppendLine(CultureInfo.InvariantCulture, $"## Evaluation (`{RunRecords.EvaluationFile}`)");
+            card.AppendLine();
+            card.AppendLine("`RUN` is this model imported as a run (`udm import THIS_FOLDER --out RUN`), or use `--model NAME` in place of `--run RUN`. The `data` row is held-out data through the same metric.");
+            foreach (var record in evaluations)
+            {
+                card.AppendLine();
+                card.AppendLine(CultureInfo.InvariantCulture, $"`{record.Command}` ({record.DateUtc:yyyy-MM-dd}, {record.Cpu})");
+                card.AppendLine();
+                card.Append(MetricsTables.Markdown(record.Rows.Select(MetricsTables.Unflatten)));
+            }
+            card.AppendLine();
+        }
         card.AppendLine("## Use");
         card.AppendLine();
         card.AppendLine("```bash");
-        card.AppendLine("udm import THIS_FOLDER --out runs/imported     # a run that `udm sample` and `udm eval` take");
+        card.AppendLine(CultureInfo.InvariantCulture, $"udm sample --model {name} --out samples{experiment.Model.Modality.SampleExtension}   # in a clone of the repository, when the model ships in models/");
+        card.AppendLine("udm import THIS_FOLDER --out runs/imported     # elsewhere: a run that `udm sample` and `udm eval` take");
         card.AppendLine("udm sample --run runs/imported --out samples" + experiment.Model.Modality.SampleExtension);
         card.AppendLine("```");
         card.AppendLine();
@@ -386,6 +430,13 @@ public static class ModelExport
         card.AppendLine(config.ToJson());
         card.AppendLine("```");
         return card.ToString();
+    }
+
+    /// <summary>Wall time as "2 h 41 min", "12 min 5 s" or "40 s".</summary>
+    private static string Duration(double seconds)
+    {
+        var t = TimeSpan.FromSeconds(Math.Round(seconds));
+        return t.TotalHours >= 1 ? $"{(int)t.TotalHours} h {t.Minutes} min" : t.TotalMinutes >= 1 ? $"{t.Minutes} min {t.Seconds} s" : $"{t.Seconds} s";
     }
 
     /// <summary>Builds a folder in a hidden sibling, then renames it into place: it appears whole or not at all.</summary>
