@@ -118,7 +118,7 @@ internal static class SampleCommand
             string? inpaintPath = r.GetValue(inpaint), maskPath = r.GetValue(mask), template = r.GetValue(fix);
             if ((inpaintPath is null) != (maskPath is null)) throw new UdmException("--inpaint and --mask go together: the image and a mask PNG (white = keep, black = fill).");
             string runDir = Options.RequiredRunFolder(r, run, model);
-            var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress(), r.GetValue(precision));
+            var experiment = Experiment.Load(runDir, r.GetValue(device), DataProgress(), r.GetValue(precision), forSampling: true);
             var family = experiment.Model;
             string sampler = request.Sampler ?? family.DefaultSampler;
             int steps = request.Steps ?? family.DefaultSteps;
@@ -370,7 +370,7 @@ internal static class ExportCommand
         {
             string folder = r.GetValue(output)!;
             string runDir = Options.RequiredRunFolder(r, run, model);
-            var experiment = Experiment.Load(runDir, progress: SampleCommand.DataProgress());
+            var experiment = Experiment.Load(runDir, progress: SampleCommand.DataProgress(), forSampling: true);
             ModelExport.Export(experiment, folder, r.GetValue(force), r.GetValue(notes));
             long bytes = new FileInfo(Path.Combine(folder, ModelExport.Files.Weights)).Length;
             Console.WriteLine($"wrote {folder}: {string.Join(", ", Directory.GetFiles(folder).Select(Path.GetFileName).Order())} ({bytes / 1e6:0.0} MB of weights)");

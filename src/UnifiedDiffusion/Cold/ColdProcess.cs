@@ -211,6 +211,34 @@ public sealed class ChannelMeanMixturePrior : ColdPrior
         return new ChannelMeanMixturePrior(weights, mu, variance, noiseStd);
     }
 
+    /// <summary>Writes the mixture as JSON (weights [K], means and variances [K][C], noise std), atomically.</summary>
+    public void Save(string path)
+    {
+        int k = Weights.Count, c = Channels;
+        double[][] Rows(double[,] a) => [.. Enumerable.Range(0, k).Select(i => Enumerable.Range(0, c).Select(j => a[i, j]).ToArray())];
+        AtomicFile.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(new MixtureFile(Weights.ToArray(), Rows(Means), Rows(Variances), NoiseStd)) + "\n");
+    }
+
+    /// <summary>Reads a mixture that <see cref="Save"/> wrote.</summary>
+    public static ChannelMeanMixturePrior Load(string path)
+    {
+        MixtureFile? file;
+        try { file = System.Text.Json.JsonSerializer.Deserialize<MixtureFile>(File.ReadAllText(path)); }
+        catch (System.Text.Json.JsonException e) { throw new UdmException($"{path} is not a colour prior ({e.Message.Split('\n')[0]}); delete it, and it is fitted again from the data."); }
+        int k = file?.Weights?.Length ?? 0;
+        if (file is null || k == 0 || file.Means?.Length != k || file.Variances?.Length != k || file.Means[0].Length == 0
+            || file.Means.Concat(file.Variances).Any(row => row.Length != file.Means[0].Length) || !(file.NoiseStd >= 0))
+            throw new UdmException($"{path} is not a complete colour prior; delete it, and it is fitted again from the data.");
+        int c = file.Means[0].Length;
+        var means = new double[k, c];
+        var variances = new double[k, c];
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < c; j++) (means[i, j], variances[i, j]) = (file.Means[i][j], file.Variances[i][j]);
+        return new ChannelMeanMixturePrior(file.Weights, means, variances, file.NoiseStd);
+    }
+
+    private sealed record MixtureFile(double[] Weights, double[][] Means, double[][] Variances, double NoiseStd);
+
     /// <summary>The same mixture with another per-pixel noise std.</summary>
     public ChannelMeanMixturePrior WithNoise(double noiseStd) =>
         noiseStd >= 0 ? new(Weights.ToArray(), Means, Variances, noiseStd) : throw new UdmException($"the prior noise std must be 0 or more, got {noiseStd}.");

@@ -28,7 +28,8 @@ public sealed record TrainingOptions(
     int CheckpointEvery = 2000,
     int LogEvery = 50,
     LearningRateDecay Decay = LearningRateDecay.Cosine,
-    int KeepEvery = 0)
+    // Left out of the JSON when 0, so that configs and the checkpoints' model identity written before it existed stay the same.
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)] int KeepEvery = 0)
 {
     /// <summary>Throws a one-line <see cref="UdmException"/> for a setting no training can use.</summary>
     public void Validate()

@@ -201,12 +201,27 @@ public static class DigitsCsv
 /// </summary>
 public sealed class ImageDataset : ILabeledDataSource, IDisposable
 {
-    private ImageDataset(string name, Tensor images, Tensor labels, int classCount)
+    private readonly string? _withoutImages;
+
+    private ImageDataset(string name, Tensor images, Tensor labels, int classCount, string? withoutImages = null)
     {
         Name = name;
         Images = images.DetachFromDisposeScope();
         Labels = labels.DetachFromDisposeScope();
         ClassCount = classCount;
+        _withoutImages = withoutImages;
+    }
+
+    /// <summary>
+    /// A stand-in that knows the images' shape [C, H, W] and class count but holds none: asked for
+    /// images (a draw, a slice), it throws <paramref name="advice"/>, which says how to fetch them.
+    /// </summary>
+    public static ImageDataset WithoutImages(string name, long[] shape, int classCount, string advice) =>
+        new(name, torch.zeros([0, shape[0], shape[1], shape[2]]), torch.zeros([0], ScalarType.Int64), classCount, advice);
+
+    private void RequireImages()
+    {
+        if (_withoutImages is not null) throw new UdmException(_withoutImages) { Subject = "data" };
     }
 
     /// <inheritdoc/>
@@ -280,6 +295,7 @@ public sealed class ImageDataset : ILabeledDataSource, IDisposable
     public (Tensor Samples, Tensor Labels) SampleLabeled(int count, Generator generator, Device? device = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
+        RequireImages();
         using var scope = torch.NewDisposeScope();
         var index = torch.randint(0, Count, [count], dtype: ScalarType.Int64, generator: generator);
         var x = Images.index_select(0, index).to(device ?? torch.CPU);
@@ -293,6 +309,7 @@ public sealed class ImageDataset : ILabeledDataSource, IDisposable
     /// <summary>Items start..start+count−1 as a new data set of copies, with the same class count.</summary>
     public ImageDataset Slice(int start, int count)
     {
+        RequireImages();
         if (start < 0 || count < 0 || start + count > Count)
             throw new ArgumentOutOfRangeException(nameof(count), $"slice {start}..{start + count} is outside 0..{Count}");
         using var scope = torch.NewDisposeScope();

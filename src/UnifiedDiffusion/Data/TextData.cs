@@ -45,6 +45,7 @@ public sealed record TextSplits(IReadOnlyList<string> Train, IReadOnlyList<strin
 public sealed class TokenDataset : IDataSource
 {
     private readonly Tensor _sequences;
+    private readonly string? _withoutTexts;
 
     /// <summary>Encodes <paramref name="texts"/> into sequences of <paramref name="length"/> tokens.</summary>
     public TokenDataset(string name, IReadOnlyList<string> texts, Vocabulary vocabulary, int length)
@@ -57,7 +58,26 @@ public sealed class TokenDataset : IDataSource
         var ids = new long[texts.Count * (long)length];
         for (int i = 0; i < texts.Count; i++) vocabulary.Encode(texts[i], length).CopyTo(ids, (long)i * length);
         _sequences = torch.tensor(ids, [texts.Count, length], ScalarType.Int64);
+        UsesPadding = _sequences.eq(Vocabulary.PadId).any().item<bool>();
     }
+
+    private TokenDataset(string name, Vocabulary vocabulary, int length, bool usesPadding, string advice)
+    {
+        Name = name;
+        Texts = [];
+        Vocabulary = vocabulary;
+        Length = length;
+        _sequences = torch.zeros([0, length], ScalarType.Int64);
+        UsesPadding = usesPadding;
+        _withoutTexts = advice;
+    }
+
+    /// <summary>
+    /// A stand-in that knows the vocabulary, the length and whether sequences are padded but holds no
+    /// texts: asked for a draw, it throws <paramref name="advice"/>, which says how to fetch them.
+    /// </summary>
+    public static TokenDataset WithoutTexts(string name, Vocabulary vocabulary, int length, bool usesPadding, string advice) =>
+        new(name, vocabulary, length, usesPadding, advice);
 
     /// <inheritdoc />
     public string Name { get; }
@@ -75,16 +95,16 @@ public sealed class TokenDataset : IDataSource
     public IReadOnlyList<string> Texts { get; }
 
     /// <summary>All sequences, int64 [N, L].</summary>
-    public Tensor Sequences => _sequences;
+    public Tensor Sequences => _withoutTexts is null ? _sequences : throw new UdmException(_withoutTexts) { Subject = "data" };
 
     /// <summary>True when some sequence holds [PAD] (then the model must be able to predict it).</summary>
-    public bool UsesPadding => _sequences.eq(Vocabulary.PadId).any().item<bool>();
+    public bool UsesPadding { get; }
 
     /// <inheritdoc />
     public Tensor Sample(int count, Generator generator, Device? device = null)
     {
         using var scope = torch.NewDisposeScope();
-        var index = torch.randint(0, _sequences.shape[0], count, dtype: ScalarType.Int64, generator: generator);
+        var index = torch.randint(0, Sequences.shape[0], count, dtype: ScalarType.Int64, generator: generator);
         return _sequences.index_select(0, index).to(device ?? torch.CPU).MoveToOuterDisposeScope();
     }
 }

@@ -17,6 +17,10 @@ public sealed class ColdFamilyModel : FamilyModel
     private readonly ColdConfig _cold;
     private readonly ImageModality _images;
     private ChannelMeanMixturePrior? _prior;
+    private string? _runDirectory;
+
+    /// <summary>The colour prior's file in the run folder: fitted once, then read (shipped models sample without the data).</summary>
+    public const string PriorFile = "cold-prior.json";
 
     internal ColdFamilyModel(ExperimentConfig config, ImageModality images) : base(images)
     {
@@ -67,17 +71,32 @@ public sealed class ColdFamilyModel : FamilyModel
     /// <inheritdoc />
     public override Tensor Loss(Tensor x0, Tensor? labels, Generator generator) => DenoisingObjective.Loss(ColdProcess, Model, x0, generator);
 
-    /// <summary>The generative prior: a colour mixture fitted to (up to 10,000) training images.</summary>
+    /// <summary>
+    /// The generative prior: a colour mixture fitted to (up to 10,000) training images, read from
+    /// <see cref="PriorFile"/> in the run folder when it is there and written there after a fit.
+    /// </summary>
     public ChannelMeanMixturePrior Prior(double? noise = null)
     {
+        string? path = _runDirectory is null ? null : Path.Combine(_runDirectory, PriorFile);
+        if (_prior is null && path is not null && File.Exists(path)) _prior = ChannelMeanMixturePrior.Load(path);
         if (_prior is null)
         {
             using var scope = torch.NewDisposeScope();
             using var subset = _images.Train.Take(10_000);
             _prior = ChannelMeanMixturePrior.Fit(subset.Images, _cold.PriorComponents, seed: 0, noiseStd: _cold.PriorNoise);
+            if (path is not null) _prior.Save(path);
         }
         return noise is { } n ? _prior.WithNoise(n) : _prior;
     }
+
+    /// <inheritdoc />
+    internal override void WeightsChanged(string? runDirectory, long step) => _runDirectory = runDirectory;
+
+    /// <inheritdoc />
+    internal override IReadOnlyList<string> SamplingFiles => [PriorFile];
+
+    /// <inheritdoc />
+    internal override void WriteSamplingFiles() => Prior();
 
     /// <inheritdoc />
     public override Tensor Sample(SamplerRequest request, int count, long seed, SamplingOptions? options = null)

@@ -46,6 +46,18 @@ public static class DataSets
         throw new UdmException($"unknown data set \"{name}\": use one of {string.Join(", ", Names)}, idx:FOLDER for your own IDX files, or text:FILE for your own plain text.");
     }
 
+    /// <summary>The cache entry a data set is read from (every poem set is read from "poems"), or null for sets that need none (toy sets, idx:, text:).</summary>
+    public static string? CacheName(string name)
+    {
+        string key = name.Trim().ToLowerInvariant();
+        if (ToyData.Names.Contains(key) || key.StartsWith("idx:", StringComparison.Ordinal) || key.StartsWith("text:", StringComparison.Ordinal)) return null;
+        return PoemCorpus.SetNames.Contains(key) ? "poems" : key;
+    }
+
+    /// <summary>True when opening the data set needs no download: it is generated, a local file, or already in <paramref name="cache"/>.</summary>
+    public static bool IsOnThisMachine(string name, DataCache? cache = null) =>
+        CacheName(name) is not { } entry || (cache ?? new DataCache()).Describe(entry).Cached;
+
     /// <summary>Opens a data set, fetching it into <paramref name="cache"/> (default: the user's cache) when needed.</summary>
     public static OpenedData Open(string name, TextConfig? text = null, DataCache? cache = null, IProgress<string>? progress = null)
     {
@@ -117,7 +129,7 @@ public static class DataSets
                 length = text.NameLength;
                 break;
             default:
-                string poems = cache.Ensure("poems", progress);
+                string poems = cache.Ensure(CacheName(key)!, progress);
                 progress?.Report($"reading poems for {key}");
                 splits = PoemCorpus.Derive(PoemCorpus.Load(Directory.GetFiles(poems, "poet.*.json")), key);
                 length = PoemCorpus.LengthOf(key);

@@ -16,12 +16,12 @@ public sealed class Experiment
 {
     private static readonly Lock InitLock = new();
 
-    private Experiment(ExperimentConfig config, IProgress<string>? progress)
+    private Experiment(ExperimentConfig config, IProgress<string>? progress, OpenedData? data = null)
     {
         Config = config;
         Device = ParseDevice(config.Device);
         Precision = Precisions.Parse(config.Precision);
-        Opened = DataSets.Open(config.Data, config.Text, progress: progress);
+        Opened = data ?? DataSets.Open(config.Data, config.Text, progress: progress);
         lock (InitLock)
         {
             // Network initialisation draws from the global generator; seed it so a seed fixes the whole run.
@@ -101,11 +101,21 @@ public sealed class Experiment
     public static Experiment Create(ExperimentConfig config, IProgress<string>? progress = null) => new(config, progress);
 
     /// <summary>
+    /// A fresh, untrained run on data described by <paramref name="card"/> alone, without opening the
+    /// data set: enough to load weights and sample, not to train or measure.
+    /// </summary>
+    public static Experiment CreateFromCard(ExperimentConfig config, DataCard card, IProgress<string>? progress = null) =>
+        new(config, progress, card.OpenWithoutSamples());
+
+    /// <summary>
     /// Loads a trained run folder (config.json and checkpoint.udm) with the EMA weights in the
     /// network, for sampling. <paramref name="device"/> and <paramref name="precision"/> override the
     /// device and precision the run was trained with (checkpoints are float32 whatever the precision).
+    /// With <paramref name="forSampling"/>, a data set that is not on this machine is not fetched: the
+    /// run's data card (<see cref="DataCard"/>) stands in for it, which is all that sampling from the
+    /// prior needs; whatever needs real samples then says how to fetch them.
     /// </summary>
-    public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null, string? precision = null)
+    public static Experiment Load(string runDir, string? device = null, IProgress<string>? progress = null, string? precision = null, bool forSampling = false)
     {
         if (File.Exists(runDir))
             throw new UdmException($"{runDir} is a file; --run takes the run folder that holds it, {Path.GetDirectoryName(Path.GetFullPath(runDir))}.") { Subject = "run" };
@@ -120,7 +130,8 @@ public sealed class Experiment
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
-        var experiment = new Experiment(config, progress) { RunDirectory = runDir };
+        var card = forSampling && !DataSets.IsOnThisMachine(config.Data) ? DataCard.Load(runDir) : null;
+        var experiment = new Experiment(config, progress, card?.OpenWithoutSamples()) { RunDirectory = runDir };
         experiment.UseWeights(state);
         return experiment;
     }
@@ -169,6 +180,7 @@ public sealed class Experiment
         string configPath = Path.Combine(runDir, Files.Config);
         bool configWritten = !resume;
         if (!resume) AtomicFile.WriteAllText(configPath, Config.ToJson());
+        if (!resume || !File.Exists(Path.Combine(runDir, DataCard.FileName))) DataCard.Of(Config.Data, Opened).Save(runDir);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var session = new TrainingSession(DateTime.UtcNow, trainer.Step, trainer.Step, 0, Precisions.Name(Precision), torch.get_num_threads(), Platform.CpuDescription(), command);
         trainer.OnCheckpoint = dir =>

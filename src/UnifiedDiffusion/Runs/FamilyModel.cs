@@ -152,6 +152,16 @@ public abstract class FamilyModel
     /// <summary>Called when the weights changed (after training or loading): drop caches derived from them.</summary>
     internal virtual void WeightsChanged(string? runDirectory, long step) { }
 
+    /// <summary>
+    /// Files of the run folder, besides the weights, that sampling from the prior needs and that
+    /// would otherwise be fitted to the data (the cold family's colour prior). Exports carry them,
+    /// so that a shipped model samples without its data set.
+    /// </summary>
+    internal virtual IReadOnlyList<string> SamplingFiles => [];
+
+    /// <summary>Writes the <see cref="SamplingFiles"/> the run folder lacks, fitting them to the data.</summary>
+    internal virtual void WriteSamplingFiles() { }
+
     /// <summary>The request's step count.</summary>
     protected int StepCount(SamplerRequest request) => request.Steps ?? DefaultSteps;
 }

@@ -371,7 +371,7 @@ public sealed class TextModality : Modality
 
     /// <inheritdoc />
     /// <remarks>The Transformer's logits and the samplers' marginals: about 8 float32 values per position and vocabulary entry.</remarks>
-    protected override long SampleWorkingBytes => 8L * Train.Sequences.shape[1] * Train.Vocabulary.Count * sizeof(float);
+    protected override long SampleWorkingBytes => 8L * Train.Length * Train.Vocabulary.Count * sizeof(float);
 
     /// <inheritdoc />
     public override void CheckOutput(string path, int count)

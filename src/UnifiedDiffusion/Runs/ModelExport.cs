@@ -84,6 +84,12 @@ public static class ModelExport
                 var losses = Experiment.ReadLosses(run);
                 trainingLog = FormattableString.Invariant($"`{Experiment.Files.LossCsv}`: {losses.Count:N0} steps, mean loss of the last 100 {losses.TakeLast(100).Average():0.####}");
             }
+            DataCard.Of(experiment.Config.Data, experiment.Opened).Save(staging);
+            if (run is not null && experiment.Model.SamplingFiles.Count > 0)
+            {
+                experiment.Model.WriteSamplingFiles();
+                foreach (string file in experiment.Model.SamplingFiles) File.Copy(Path.Combine(run, file), Path.Combine(staging, file));
+            }
             foreach (string record in new[] { RunRecords.TrainingFile, RunRecords.EvaluationFile })
                 if (run is not null && File.Exists(Path.Combine(run, record))) File.Copy(Path.Combine(run, record), Path.Combine(staging, record));
             var sessions = run is null ? [] : RunRecords.TrainingSessions(run);
@@ -106,7 +112,9 @@ public static class ModelExport
             throw new UdmException($"{runDirectory} already exists; import into a new run folder.") { Subject = "out" };
         var config = ReadConfig(Path.Combine(folder, Files.Config));
         VerifyChecksum(folder);
-        var experiment = Experiment.Create(config, progress);
+        // An import needs only the network: a data set that is not on this machine is not fetched, its card stands in.
+        var card = DataCard.Load(folder);
+        var experiment = card is not null && !DataSets.IsOnThisMachine(config.Data) ? Experiment.CreateFromCard(config, card, progress) : Experiment.Create(config, progress);
         var network = experiment.Model.Network;
         var expected = TwinStateDict(network);
         string safetensors = Path.Combine(folder, Files.Weights), pth = Path.Combine(folder, Files.PyTorchWeights);
@@ -123,11 +131,14 @@ public static class ModelExport
         WriteWhole(runDirectory, staging =>
         {
             File.WriteAllText(Path.Combine(staging, Experiment.Files.Config), config.ToJson());
+            card?.Save(staging);
+            foreach (string file in experiment.Model.SamplingFiles.Where(f => File.Exists(Path.Combine(folder, f))))
+                File.Copy(Path.Combine(folder, file), Path.Combine(staging, file));
             var trainer = experiment.CreateTrainer(config.Training); // its EMA shadow starts at the imported weights
             Checkpoint.Save(Path.Combine(staging, Checkpoint.FileName), trainer.Capture());
             trainer.Ema.Dispose();
         });
-        return Experiment.Load(runDirectory, progress: progress);
+        return Experiment.Load(runDirectory, progress: progress, forSampling: true);
     }
 
     /// <summary>How the model card names the weights' checksum, followed by the hex digest in backticks.</summary>

@@ -114,11 +114,20 @@ public sealed class Vocabulary
         VocabularyFile? file;
         try { file = JsonSerializer.Deserialize<VocabularyFile>(File.ReadAllText(path)); }
         catch (JsonException e) { throw new UdmException($"vocabulary file {path} is not valid JSON ({e.Message.Split('\n')[0]}); rewrite it with the tool.", e); }
-        if (file?.Tokens is not { } tokens || tokens.Length < FirstRegularId || !tokens.Take(FirstRegularId).SequenceEqual(SpecialTokens))
-            throw new UdmException($"vocabulary file {path} does not start with [PAD], [UNK], [MASK]; it was not written by this tool.");
+        return FromTokens(file?.Tokens ?? [], $"vocabulary file {path}");
+    }
+
+    /// <summary>
+    /// The vocabulary whose tokens by id are <paramref name="tokens"/> (as <see cref="Tokens"/> lists
+    /// them: the specials, then one character each); <paramref name="source"/> names them in errors.
+    /// </summary>
+    public static Vocabulary FromTokens(IReadOnlyList<string> tokens, string source = "the token list")
+    {
+        if (tokens.Count < FirstRegularId || !tokens.Take(FirstRegularId).SequenceEqual(SpecialTokens))
+            throw new UdmException($"{source} does not start with [PAD], [UNK], [MASK]; it was not written by this tool.");
         foreach (var token in tokens.Skip(FirstRegularId))
-            if (token is null || token.EnumerateRunes().Count() != 1) throw new UdmException($"vocabulary file {path} holds \"{token}\", which is not one character; rebuild the vocabulary.");
-        return new Vocabulary(tokens);
+            if (token is null || token.EnumerateRunes().Count() != 1) throw new UdmException($"{source} holds \"{token}\", which is not one character; rebuild the vocabulary.");
+        return new Vocabulary([.. tokens]);
     }
 
     private static string Shorten(string text) => text.Length <= 24 ? text : text[..24] + "…";

@@ -46,7 +46,7 @@ public sealed class ModelExportTests : IDisposable
     public void ExportThenImportGivesTheSameWeightsAndSamples()
     {
         var (run, export) = TrainAndExport();
-        Assert.Equal(["README.md", "config.json", "loss.csv", "model.safetensors", "scheduler_config.json", "training.json"], Directory.GetFiles(export).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(["README.md", "config.json", "data.json", "loss.csv", "model.safetensors", "scheduler_config.json", "training.json"], Directory.GetFiles(export).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(export, ModelExport.Files.Config)))!;
         Assert.Equal(ModelExport.Format, config["format"]!.GetValue<string>());
         Assert.Equal("unet", config["network"]!["model"]!.GetValue<string>());
