@@ -157,6 +157,7 @@ internal sealed class OracleNetwork(FiniteStringOracle oracle) : nn.Module<Tenso
     public override Tensor forward(Tensor tokens, Tensor level) => oracle.Predict(tokens, level).Probabilities.clamp_min(1e-30).log();
 }
 
+[Collection(nameof(UnifiedDiffusion.Tests.Runs.GoldenOutputCollection))] // alone: it seeds and draws from the global generator
 public sealed class TokenModelTests(ITestOutputHelper output)
 {
     /// <summary>
