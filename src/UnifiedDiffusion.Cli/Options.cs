@@ -38,14 +38,14 @@ internal static class Options
 
     public static Option<string?> Model() => new("--model") { Description = "a shipped pretrained model by name, instead of --run (`udm models` lists them)" };
 
-    /// <summary>
-    /// The run folder that --run names, or that --model's shipped model is imported into (once, in the
-    /// cache); exactly one of the two. <paramref name="alternatives"/> names other choices for the message.
-    /// </summary>
     /// <summary>The command line that was parsed, as `udm …`, with the run folder written RUN (for a run's records).</summary>
     public static string CommandLine(ParseResult r, string? runDir) =>
         RunRecords.CommandLine(["udm", .. r.Tokens.Select(t => t.Value)], runDir);
 
+    /// <summary>
+    /// The run folder that --run names, or that --model's shipped model is imported into (once, in the
+    /// cache); exactly one of the two. <paramref name="alternatives"/> names other choices for the message.
+    /// </summary>
     public static string? RunFolder(ParseResult r, Option<string?> run, Option<string?> model, string alternatives = "")
     {
         string? runDir = r.GetValue(run), name = r.GetValue(model);
