@@ -462,7 +462,7 @@ internal static class RecipesCommand
         command.SetAction(r =>
         {
             if (r.GetValue(name) is string n) Console.WriteLine(Recipes.Get(n).ToJson());
-            else foreach (var recipe in Recipes.Names) Console.WriteLine($"{recipe,-16}{Recipes.Get(recipe).Family,-9}{Recipes.Get(recipe).Data,-14}{Recipes.Get(recipe).Training.Steps,7} steps  {Recipes.Summary(recipe)}");
+            else foreach (var recipe in Recipes.Names) Console.WriteLine($"{recipe,-22}{Recipes.Get(recipe).Family,-9}{Recipes.Get(recipe).Data,-14}{Recipes.Get(recipe).Training.Steps,7} steps  {Recipes.Summary(recipe)}");
             return 0;
         });
         return command;
