@@ -27,7 +27,7 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "continue the checkpoint in --out exactly where it stopped" };
         var keepEvery = new Option<int?>("--keep-every") { Description = $"also keep a copy of every checkpoint at a multiple of these steps in --out/{Checkpoint.KeptFolder}, for `udm eval --checkpoints` (a metric's curve over training)" };
         var device = Options.Device();
-        var precision = Options.Precision("the recipe's, fp32 unless it says otherwise; stored in the run's config");
+        var precision = Options.Precision("the recipe's; if it names none, bf16 for the mask and edit families on a CPU with bf16 units, else fp32; stored in the run's config");
         var threads = Options.Threads();
         var command = new Command("train", "Train a model from a recipe or a JSON config. Ctrl-C saves a checkpoint; --resume continues it.")
         {
@@ -54,6 +54,7 @@ internal static class TrainCommand
                     KeepEvery = r.GetValue(keepEvery) ?? config.Training.KeepEvery,
                 },
             };
+            if (!isResume) config = config.WithDefaultPrecision();
             Validate(config.Training);
             var trained = Train(config, runDir, isResume, Options.CommandLine(r, runDir));
             return trained.Step < config.Training.Steps ? Interrupted : 0;
@@ -71,6 +72,7 @@ internal static class TrainCommand
     public static Experiment Train(ExperimentConfig config, string runDir, bool resume, string? command = null)
     {
         var experiment = Experiment.Create(config);
+        Console.WriteLine($"training in {Precisions.Name(experiment.Precision)}; this CPU's bfloat16 units: {(Precisions.CpuHasBf16 ? string.Join(", ", Precisions.CpuBf16Units) : "none")}");
         using var cts = Options.CancelOnCtrlC();
         var outcome = ProgressView.Run("train", config.Training.Steps, report =>
             experiment.Train(runDir, resume, new SyncProgress<TrainingProgress>(p => report(p.Step, $"loss {p.Loss:F4}")), cts.Token, command));

@@ -188,7 +188,7 @@ public sealed class Experiment
             if (!configWritten) AtomicFile.WriteAllText(configPath, Config.ToJson());
             configWritten = true;
             WriteLossFiles(dir, trainer.Losses);
-            RunRecords.Record(dir, session with { LastStep = trainer.Step, Seconds = Math.Round(clock.Elapsed.TotalSeconds, 1) });
+            RunRecords.Record(dir, session with { LastStep = trainer.Step, Seconds = Math.Round(clock.Elapsed.TotalSeconds, 3) });
         };
         var outcome = trainer.Run(runDir, progress, cancel, new TensorBoardLog(Path.Combine(runDir, Files.TensorBoard)));
         trainer.Ema.CopyTo();

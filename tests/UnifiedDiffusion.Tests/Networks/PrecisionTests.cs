@@ -158,6 +158,20 @@ public sealed class PrecisionTests(ITestOutputHelper output)
         Assert.False(Directory.Exists(never), "a refused precision must not create the run folder");
         Assert.Contains("--precision applies to --run", CliTests.Run("eval", "--oracle", "gmm8", "--precision", "fp32").Error);
     }
+
+    /// <summary>The default precision: bf16 on bf16 CPUs only for the families measured within fp32's spread, and never over a stated one.</summary>
+    [Fact]
+    public void TheDefaultPrecisionIsBf16OnlyWhereItsQualityWasMeasured()
+    {
+        string bf16 = Precisions.CpuHasBf16 ? "bf16" : "fp32";
+        Assert.Equal("fp32", Recipes.Get("mnist").WithDefaultPrecision().Precision);
+        Assert.Equal(bf16, Recipes.Get("model-wujue-mask").WithDefaultPrecision().Precision);
+        Assert.Equal(bf16, Recipes.Get("moby-edit").WithDefaultPrecision().Precision);
+        Assert.Equal("fp32", Recipes.Get("mnist-blur").WithDefaultPrecision().Precision);
+        Assert.Equal("fp32", Recipes.Get("mnist-encoding").WithDefaultPrecision().Precision);
+        Assert.Equal("fp32", Recipes.Get("gmm8").WithDefaultPrecision().Precision);
+        Assert.Equal("fp32", (Recipes.Get("wujue-mask") with { Precision = "fp32" }).WithDefaultPrecision().Precision);
+    }
 }
 
 /// <summary>Every family trains and samples in bf16 through the run layer, with float32 weights and checkpoints.</summary>
