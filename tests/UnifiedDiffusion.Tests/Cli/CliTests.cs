@@ -37,7 +37,8 @@ public sealed class CliTests : IDisposable
         return (code, output.ToString());
     }
 
-    private static void AssertOneLineError((int Code, string Error) result, string expected)
+    /// <summary>A user error: exit code 2 and one line "udm: error: …" holding <paramref name="expected"/>, no stack trace.</summary>
+    internal static void AssertOneLineError((int Code, string Error) result, string expected)
     {
         Assert.Equal(CommandLine.UserError, result.Code);
         var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);

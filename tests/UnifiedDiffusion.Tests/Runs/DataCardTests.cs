@@ -58,13 +58,6 @@ public sealed class DataCardTests : IDisposable
 
     private static string[] Body(byte[] text) => [.. System.Text.Encoding.UTF8.GetString(text).Split('\n').Where(l => !l.StartsWith('#'))];
 
-    private static void AssertOneLineError((int Code, string Error) result, string expected)
-    {
-        Assert.Equal(CommandLine.UserError, result.Code);
-        Assert.Single(result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains(expected, result.Error);
-    }
-
     [Fact]
     public void ShippedModelsSampleWithoutTheirDataAsTheirRunsDo()
     {
@@ -111,8 +104,8 @@ public sealed class DataCardTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_root, "empty-cache", "mnist")), "nothing was fetched");
 
         // What needs the data itself says how to fetch it, in one line.
-        AssertOneLineError(CliTests.Run("sample", "--model", "digits-blur", "--count", "2", "--out", Path.Combine(_root, "restored.png")), "`udm data get mnist`");
-        AssertOneLineError(CliTests.Run("sample", "--model", "digits-cond", "--sampler", "analytic-ddim", "--steps", "3", "--count", "2",
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--model", "digits-blur", "--count", "2", "--out", Path.Combine(_root, "restored.png")), "`udm data get mnist`");
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--model", "digits-cond", "--sampler", "analytic-ddim", "--steps", "3", "--count", "2",
             "--out", Path.Combine(_root, "analytic.png")), "`udm data get mnist`");
         Assert.False(File.Exists(Path.Combine(_root, "restored.png")) || File.Exists(Path.Combine(_root, "analytic.png")));
     }

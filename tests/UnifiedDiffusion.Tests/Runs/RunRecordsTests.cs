@@ -20,13 +20,6 @@ public sealed class RunRecordsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    private static void AssertOneLineError((int Code, string Error) result, string expected)
-    {
-        Assert.Equal(CommandLine.UserError, result.Code);
-        Assert.Single(result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains(expected, result.Error);
-    }
-
     private static JsonElement[] Rows(string json) => JsonDocument.Parse(json).RootElement.EnumerateArray().ToArray();
 
     [Fact]
@@ -39,7 +32,7 @@ public sealed class RunRecordsTests : IDisposable
             Network = new UnifiedDiffusion.Networks.MlpConfig(32, 1, 16),
             Training = new TrainingOptions(Steps: 4, BatchSize: 16, WarmupSteps: 1, CheckpointEvery: 2, LogEvery: 1),
         }.ToJson());
-        AssertOneLineError(CliTests.Run("train", config, "--out", run, "--keep-every", "3"), "a multiple of the checkpoint interval (checkpointEvery = 2), got 3");
+        CliTests.AssertOneLineError(CliTests.Run("train", config, "--out", run, "--keep-every", "3"), "a multiple of the checkpoint interval (checkpointEvery = 2), got 3");
         Assert.False(Directory.Exists(run));
 
         // Two sessions: 0 → 4, then a resume to 6.
@@ -53,7 +46,7 @@ public sealed class RunRecordsTests : IDisposable
         Assert.Equal([2L, 4L, 6L], Checkpoint.Kept(run).Select(k => k.Step)); // the resumed run kept its checkpoints too (keepEvery is in config.json)
 
         // Each kept checkpoint is evaluated with its own weights; the last equals a plain evaluation.
-        AssertOneLineError(CliTests.Run("eval", "--run", run, "--curve", Path.Combine(_root, "c.png")), "add --checkpoints");
+        CliTests.AssertOneLineError(CliTests.Run("eval", "--run", run, "--curve", Path.Combine(_root, "c.png")), "add --checkpoints");
         string curve = Path.Combine(_root, "curve.png");
         var (code, output) = CliTests.RunPrinting("eval", "--run", run, "--sampler", "data,ddim", "--steps", "5", "--count", "200",
             "--checkpoints", "--curve", curve, "--record", "--json");
@@ -82,12 +75,12 @@ public sealed class RunRecordsTests : IDisposable
         Assert.Contains("| data | sampler | steps | samples | training step | sliced w2 ↓", card);
         Assert.DoesNotContain(run, card); // the run folder is written RUN
         Assert.True(File.Exists(Path.Combine(export, RunRecords.TrainingFile)) && File.Exists(Path.Combine(export, RunRecords.EvaluationFile)));
-        AssertOneLineError(CliTests.Run("export", "--run", run, "--out", Path.Combine(_root, "e2"), "--notes", Path.Combine(_root, "none.md")), "does not exist");
+        CliTests.AssertOneLineError(CliTests.Run("export", "--run", run, "--out", Path.Combine(_root, "e2"), "--notes", Path.Combine(_root, "none.md")), "does not exist");
         Assert.False(Directory.Exists(Path.Combine(_root, "e2")));
 
         // A run that kept nothing says how to keep checkpoints.
         string plainRun = Path.Combine(_root, "plain");
         Assert.Equal(0, CliTests.RunPrinting("train", config, "--out", plainRun).Code);
-        AssertOneLineError(CliTests.Run("eval", "--run", plainRun, "--checkpoints"), "train with --keep-every N");
+        CliTests.AssertOneLineError(CliTests.Run("eval", "--run", plainRun, "--checkpoints"), "train with --keep-every N");
     }
 }

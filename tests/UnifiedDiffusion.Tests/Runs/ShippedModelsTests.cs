@@ -26,14 +26,6 @@ public sealed class ShippedModelsTests : IDisposable
             foreach (var imported in Directory.EnumerateDirectories(cache, _name + "-*")) Directory.Delete(imported, recursive: true);
     }
 
-    private static void AssertOneLineError((int Code, string Error) result, string expected)
-    {
-        Assert.Equal(CommandLine.UserError, result.Code);
-        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.Contains(expected, lines[0]);
-    }
-
     [Fact]
     public void AShippedModelSamplesByNameAndADamagedOneIsRefusedByItsChecksum()
     {
@@ -58,16 +50,16 @@ public sealed class ShippedModelsTests : IDisposable
         Assert.Equal(0, CliTests.RunPrinting("sample", "--run", run, "--count", "8", "--steps", "3", "--out", direct).Code);
         Assert.Equal(File.ReadAllLines(direct), File.ReadAllLines(samples));
 
-        AssertOneLineError(CliTests.Run("sample", "--model", "no-such-model"), $"use one of {_name}");
-        AssertOneLineError(CliTests.Run("sample", "--model", _name, "--run", run), "give --run or --model, not both");
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--model", "no-such-model"), $"use one of {_name}");
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--model", _name, "--run", run), "give --run or --model, not both");
 
         string weights = Path.Combine(folder, ModelExport.Files.Weights);
         var bytes = File.ReadAllBytes(weights);
         bytes[^1] ^= 0x40;
         File.WriteAllBytes(weights, bytes);
-        AssertOneLineError(CliTests.Run("sample", "--model", _name, "--out", Path.Combine(_root, "again.csv")), "is damaged: its SHA-256");
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--model", _name, "--out", Path.Combine(_root, "again.csv")), "is damaged: its SHA-256");
         Assert.False(File.Exists(Path.Combine(_root, "again.csv")));
         Assert.Contains("DAMAGED", CliTests.RunPrinting("models").Output);
-        AssertOneLineError(CliTests.Run("import", folder, "--out", Path.Combine(_root, "imported")), "is damaged");
+        CliTests.AssertOneLineError(CliTests.Run("import", folder, "--out", Path.Combine(_root, "imported")), "is damaged");
     }
 }
