@@ -83,7 +83,7 @@ internal static class Options
         private readonly Option<string?> _gamma = new("--gamma") { Description = "analytic samplers: Γ estimator, residual (1 − E‖ε − ε̂‖²/d, the default) or noise-norm (the paper's E‖ε̂‖²/d, far noisier where Γ is near 1)" };
         private readonly Option<string?> _order = new("--order") { Description = "mask fill and edit repair samplers: which positions to fill or repair, random or confident (most confident / least trusted first)" };
         private readonly Option<double?> _guidance = new("--guidance") { Description = "class-conditional image models: classifier-free guidance scale w (0 = conditional model alone)" };
-        private readonly Option<int?> _label = new("--label") { Description = "class-conditional image models: the class to draw (default: cycle through the classes)" };
+        private readonly Option<string?> _label = new("--label") { Description = "class-conditional image models: the class to draw, or none for the unconditional model that label dropout trained (default: cycle through the classes)" };
         private readonly Option<bool> _generate = new("--generate") { Description = "cold: generate from the prior over fully degraded images instead of restoring held-out ones" };
         private readonly Option<double?> _priorNoise = new("--prior-noise") { Description = "cold generation: std of the noise added to prior draws (the paper's 0.002; 0 = none)" };
 
@@ -132,6 +132,11 @@ internal static class Options
             double? eta = r.GetValue(_eta);
             if (eta is { } e && !(e >= 0 && e <= 1)) throw new UdmException($"--eta {e} is out of range; use a value in [0, 1].");
             if (r.GetValue(_priorNoise) is < 0 and var noise) throw new UdmException($"--prior-noise must be 0 or more, got {noise}.");
+            string? labelText = r.GetValue(_label)?.Trim();
+            bool unconditional = string.Equals(labelText, "none", StringComparison.OrdinalIgnoreCase);
+            int? label = labelText is null || unconditional ? null
+                : int.TryParse(labelText, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int l) ? l
+                : throw new UdmException($"--label \"{labelText}\" is not a class: give a class number such as 7, or none for the unconditional model.");
             return new SamplerRequest(sampler, k, r.GetValue(_grid)!)
             {
                 Eta = eta,
@@ -139,7 +144,8 @@ internal static class Options
                 Gamma = estimator,
                 Order = r.GetValue(_order),
                 Guidance = r.GetValue(_guidance),
-                Label = r.GetValue(_label),
+                Label = label,
+                Unconditional = unconditional,
                 Generate = r.GetValue(_generate),
                 PriorNoise = r.GetValue(_priorNoise),
             };

@@ -337,6 +337,9 @@ public interface IClassConditionalNetwork
 /// <summary>Class conditioning with classifier-free guidance (Ho &amp; Salimans): label dropout in training, guidance in sampling.</summary>
 public static class ClassConditioning
 {
+    /// <summary>The label index that means "no label" (∅) for a network of <paramref name="classCount"/> classes: the one after the last class.</summary>
+    public static int NullLabel(int classCount) => classCount;
+
     /// <summary>
     /// Replaces each label by ∅ (ClassCount) with probability <paramref name="dropProbability"/>,
     /// drawn with <paramref name="generator"/>. Null labels (an unlabelled data source) stay null.
@@ -347,7 +350,7 @@ public static class ClassConditioning
             throw new UdmException($"the label drop probability must lie in [0, 1], got {dropProbability}.") { Subject = "labelDropout" };
         if (labels is null) return null;
         var drop = torch.rand([labels.shape[0]], generator: generator, device: labels.device) < dropProbability;
-        return torch.where(drop, torch.full_like(labels, classCount), labels);
+        return torch.where(drop, torch.full_like(labels, NullLabel(classCount)), labels);
     }
 
     /// <summary>
@@ -366,7 +369,7 @@ public static class ClassConditioning
         labels = labels.to(x.device);
         if (scale == 0) return conditional.Forward(x, t, labels);
         long batch = x.shape[0];
-        var none = torch.full([batch], conditional.ClassCount, dtype: ScalarType.Int64, device: x.device);
+        var none = torch.full([batch], NullLabel(conditional.ClassCount), dtype: ScalarType.Int64, device: x.device);
         var both = conditional.Forward(torch.cat([x, x], 0), torch.cat([t, t], 0), torch.cat([labels, none], 0));
         var guided = both.narrow(0, 0, batch);
         var unconditional = both.narrow(0, batch, batch);

@@ -34,6 +34,9 @@ public sealed record SamplerRequest(string? Sampler = null, int? Steps = null, s
     /// <summary>Class label for class-conditional models; null cycles through the classes.</summary>
     public int? Label { get; init; }
 
+    /// <summary>Class-conditional models: sample the unconditional model ε(x, t, ∅) that label dropout trained, with no label and no guidance.</summary>
+    public bool Unconditional { get; init; }
+
     /// <summary>Cold family: generate from the prior instead of restoring degraded held-out images.</summary>
     public bool Generate { get; init; }
 
@@ -44,7 +47,7 @@ public sealed record SamplerRequest(string? Sampler = null, int? Steps = null, s
     public SamplerOption Given =>
         (Eta is null ? 0 : SamplerOption.Eta) | (AnalyticClip is null ? 0 : SamplerOption.AnalyticClip)
         | (Gamma is null ? 0 : SamplerOption.Gamma) | (Order is null ? 0 : SamplerOption.Order)
-        | (Guidance is null ? 0 : SamplerOption.Guidance) | (Label is null ? 0 : SamplerOption.Label)
+        | (Guidance is null ? 0 : SamplerOption.Guidance) | (Label is null && !Unconditional ? 0 : SamplerOption.Label)
         | (Generate ? SamplerOption.Generate : 0) | (PriorNoise is null ? 0 : SamplerOption.PriorNoise);
 }
 

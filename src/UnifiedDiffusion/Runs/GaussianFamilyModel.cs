@@ -61,6 +61,8 @@ public sealed class GaussianFamilyModel : FamilyModel
     /// <summary>The Gaussian sampler spec of a request, its options checked against the sampler and the model.</summary>
     public GaussianSamplerSpec Spec(SamplerRequest request)
     {
+        if (request.Unconditional && request.Guidance is not null)
+            throw new UdmException("guidance mixes the conditional and unconditional predictions; --label none samples the unconditional model alone, so drop --guidance or give a label.") { Subject = "guidance" };
         if (_classes == 0 && (request.Guidance is not null || request.Label is not null))
             throw new UdmException("guidance and class labels need a class-conditional image model (unet.classCount > 0).")
             { Subject = request.Guidance is not null ? "guidance" : "label" };
@@ -107,13 +109,22 @@ public sealed class GaussianFamilyModel : FamilyModel
     {
         var spec = Spec(request);
         if (_classes == 0) return Sample(spec, count, seed, options);
-        if (request.Label is { } label && (label < 0 || label >= _classes))
-            throw new UdmException($"the class label {label} is out of range; this model has classes 0..{_classes - 1}.") { Subject = "label" };
-        using var labels = request.Label is { } fixedLabel
-            ? torch.full(count, fixedLabel, dtype: ScalarType.Int64, device: Device)
-            : torch.arange(count, dtype: ScalarType.Int64, device: Device).remainder(_classes);
+        using var labels = Labels(request, count);
         var conditioning = new Conditioning(labels, request.Guidance ?? 0);
         return Sample(spec, count, seed, (options ?? new SamplingOptions()) with { Conditioning = conditioning });
+    }
+
+    /// <summary>
+    /// The labels a class-conditional model samples with: the request's label, the classes in turn, or
+    /// for <see cref="SamplerRequest.Unconditional"/> the "no label" index ∅ that label dropout trained.
+    /// </summary>
+    private Tensor Labels(SamplerRequest request, int count)
+    {
+        if (request.Label is { } label && (label < 0 || label >= _classes))
+            throw new UdmException($"the class label {label} is out of range; this model has classes 0..{_classes - 1}.") { Subject = "label" };
+        return request.Unconditional ? torch.full(count, ClassConditioning.NullLabel(_classes), dtype: ScalarType.Int64, device: Device)
+            : request.Label is { } fixedLabel ? torch.full(count, fixedLabel, dtype: ScalarType.Int64, device: Device)
+            : torch.arange(count, dtype: ScalarType.Int64, device: Device).remainder(_classes);
     }
 
     /// <inheritdoc />
@@ -124,6 +135,9 @@ public sealed class GaussianFamilyModel : FamilyModel
         using var samples = Sample(request, count, seed, options);
         double seconds = clock.Elapsed.TotalSeconds;
         var metrics = Modality.Judge(samples, seed);
+        // How often the project's classifier names the class the samples were drawn for.
+        if (_classes > 0 && !request.Unconditional && Modality is ImageModality images)
+            using (var labels = Labels(request, count)) metrics["label_agreement"] = images.LabelAgreement(samples, labels);
         var grid = GaussianSampling.Grid(spec, GaussianProcess.Levels);
         if (GaussianSampling.GammaRelativeError(spec, spec.NeedsGamma ? Gamma(grid) : null, GaussianProcess.Levels) is { } gammaError)
             metrics["gamma_rel_error"] = gammaError;

@@ -332,6 +332,13 @@ public sealed class ImageModality : Modality
     /// <summary>Restoration metrics: the generation metrics of the restorations, and SSIM and RMSE against the originals.</summary>
     public Dictionary<string, double> JudgeRestoration(Tensor restored, Tensor originals) => Judge().Restoration(restored, originals);
 
+    /// <summary>The share of <paramref name="samples"/> that the project's classifier assigns to their <paramref name="labels"/>.</summary>
+    public double LabelAgreement(Tensor samples, Tensor labels)
+    {
+        using var scope = torch.NewDisposeScope();
+        return Judge().Classifier.Predict(samples).to(labels.device).eq(labels).to(ScalarType.Float64).mean().item<double>();
+    }
+
     /// <inheritdoc />
     public override FixedPart Inpainting(string imagePath, string maskPath, int count)
     {

@@ -93,6 +93,24 @@ public sealed class FamilyRunTests : IDisposable
         using var doc = JsonDocument.Parse(json);
         Assert.True(doc.RootElement.GetProperty("fid").GetDouble() >= 0);
         Assert.InRange(doc.RootElement.GetProperty("class_coverage").GetDouble(), 0, 1);
+        Assert.InRange(doc.RootElement.GetProperty("label_agreement").GetDouble(), 0, 1);
+
+        // --label none: the unconditional model that label dropout trained, i.e. the network with ∅ for every row,
+        // which is what a plain forward without labels computes; it has no label to agree with.
+        var experiment = Experiment.Load(run);
+        var gaussian = Assert.IsType<GaussianFamilyModel>(experiment.Model);
+        using (var none = experiment.Sample(new SamplerRequest("ddim", 4) { Unconditional = true }, 4, seed: 5))
+        using (var plain = gaussian.Sample(gaussian.Spec(new SamplerRequest("ddim", 4)), 4, seed: 5))
+        using (var labelled = experiment.Sample(new SamplerRequest("ddim", 4) { Label = 0 }, 4, seed: 5))
+        {
+            Assert.True(none.equal(plain).all().item<bool>(), "--label none must sample ε(x, t, ∅)");
+            Assert.False(none.equal(labelled).all().item<bool>(), "--label none gave the label-0 samples");
+        }
+        var (noneCode, noneJson, _) = Cli("eval", "--run", run, "--count", "16", "--sampler", "ddim", "--steps", "4", "--label", "none", "--json");
+        Assert.Equal(0, noneCode);
+        using (var noneDoc = JsonDocument.Parse(noneJson)) Assert.False(noneDoc.RootElement.TryGetProperty("label_agreement", out _));
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--run", run, "--label", "none", "--guidance", "2", "--out", Path.Combine(_root, "g.png")), "drop --guidance or give a label");
+        CliTests.AssertOneLineError(CliTests.Run("sample", "--run", run, "--label", "seven", "--out", Path.Combine(_root, "g.png")), "give a class number such as 7, or none");
     }
 
     [Fact]
