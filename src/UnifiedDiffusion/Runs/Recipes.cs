@@ -68,13 +68,9 @@ public static class Recipes
         }),
         ["model-mnist-blur"] = ("shipped mnist-blur: cold deblurring as mnist-blur (T = 20), 12,000 steps", () => Cold(new ColdConfig()) with { Training = ShippedImageTraining(12_000) }),
         ["model-mnist-inpaint"] = ("shipped mnist-inpaint: cold Gaussian-mask inpainting as mnist-inpaint (T = 50), 12,000 steps", () => Cold(new ColdConfig(Degradation: "mask", Levels: 50)) with { Training = ShippedImageTraining(12_000) }),
-        ["model-mnist-encoding"] = ("shipped mnist-encoding: the encoding model with model-mnist's UNet (unconditional), 18,000 steps", () => new ExperimentConfig
+        ["model-mnist-encoding"] = ("shipped mnist-encoding: the encoding model with model-mnist's UNet (unconditional), 18,000 steps", () => Get("mnist-encoding") with
         {
-            Family = "encoding",
-            Data = "mnist",
             UNet = new UNetConfig(BaseChannels: 32),
-            Latent = new LatentConfig(),
-            ClipSample = 1.0,
             Training = ShippedImageTraining(18_000),
         }),
         ["model-wujue-mask"] = ("shipped wujue-mask: mask model on every four-line unit of 5-character poems (wuyan, 113k training units, 6,000 characters), Transformer 256×4", () => Poems("mask")),
