@@ -14,27 +14,37 @@ public sealed class CliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    internal static (int Code, string Error) Run(params string[] args)
+    /// <summary>
+    /// Runs the CLI with the console captured, under one lock for every test: commands print tables and
+    /// JSON with Console.WriteLine too, which would otherwise land in another test's captured output.
+    /// </summary>
+    internal static (int Code, string Output, string Error) RunCaptured(params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        int code = CommandLine.Run(args, output, error);
-        return (code, error.ToString());
-    }
-
-    /// <summary>Runs the CLI with the console captured (commands print tables and JSON there); returns the exit code and what was printed.</summary>
-    internal static (int Code, string Output) RunPrinting(params string[] args)
-    {
-        var output = new StringWriter();
         int code;
         lock (ConsoleLock.Gate)
         {
             var stdout = Console.Out;
             Console.SetOut(output);
-            try { code = CommandLine.Run(args, output, new StringWriter()); }
+            try { code = CommandLine.Run(args, output, error); }
             finally { Console.SetOut(stdout); }
         }
-        return (code, output.ToString());
+        return (code, output.ToString(), error.ToString());
+    }
+
+    /// <summary>Runs the CLI; returns the exit code and what went to standard error.</summary>
+    internal static (int Code, string Error) Run(params string[] args)
+    {
+        var (code, _, error) = RunCaptured(args);
+        return (code, error);
+    }
+
+    /// <summary>Runs the CLI; returns the exit code and what was printed.</summary>
+    internal static (int Code, string Output) RunPrinting(params string[] args)
+    {
+        var (code, output, _) = RunCaptured(args);
+        return (code, output);
     }
 
     /// <summary>A user error: exit code 2 and one line "udm: error: …" holding <paramref name="expected"/>, no stack trace.</summary>

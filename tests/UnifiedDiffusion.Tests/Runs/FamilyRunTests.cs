@@ -43,20 +43,7 @@ public sealed class FamilyRunTests : IDisposable
 
     private static readonly UNetConfig TinyUNet = new(BaseChannels: 8, ChannelMultipliers: [1, 2], AttentionAtLowest: false, TimeEmbedding: 16);
 
-    private static (int Code, string Output, string Error) Cli(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var stdout = Console.Out;
-        int code;
-        lock (ConsoleLock.Gate)
-        {
-            Console.SetOut(output);
-            try { code = CommandLine.Run(args, output, error); }
-            finally { Console.SetOut(stdout); }
-        }
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Output, string Error) Cli(params string[] args) => CliTests.RunCaptured(args);
 
     private string WriteConfig(string name, ExperimentConfig config)
     {
