@@ -221,20 +221,17 @@ internal static class EvalCommand
             if (oracleName is not null && r.GetValue(precision) is not null)
                 throw new UdmException("the exact denoiser is arithmetic in float64, not a network; --precision applies to --run.") { Subject = "precision" };
             if (overCheckpoints && runDir is null) throw new UdmException("--checkpoints evaluates a run's kept checkpoints; give --run.") { Subject = "checkpoints" };
-            // The run's last checkpoint, or with --checkpoints every kept one before it and then the last.
-            var snapshots = new List<(long? Step, string? Checkpoint)> { (null, null) };
-            if (overCheckpoints)
-            {
-                var kept = Checkpoint.Kept(runDir!);
-                if (kept.Count == 0)
-                    throw new UdmException($"{runDir} kept no checkpoints along training; train with --keep-every N (resume with it to keep the rest), then evaluate with --checkpoints.") { Subject = "checkpoints" };
-                long last = Checkpoint.Load(Path.Combine(runDir!, Checkpoint.FileName)).Step;
-                snapshots = [.. kept.Where(k => k.Step < last).Select(k => ((long?)k.Step, (string?)k.Path)), (last, null)];
-            }
+            var kept = overCheckpoints ? Checkpoint.Kept(runDir!) : [];
+            if (overCheckpoints && kept.Count == 0)
+                throw new UdmException($"{runDir} kept no checkpoints along training; train with --keep-every N (resume with it to keep the rest), then evaluate with --checkpoints.") { Subject = "checkpoints" };
             var churnLines = new List<(string Label, double[] X, double[] Y)>();
             bool churnOfTokens = false;
             var results = new List<EvaluationResult>();
             var experiment = runDir is null ? null : Experiment.Load(runDir, r.GetValue(device), SampleCommand.DataProgress(), r.GetValue(precision));
+            // The run's last checkpoint, or with --checkpoints every kept one before it and then the last.
+            List<(long? Step, string? Checkpoint)> snapshots = overCheckpoints
+                ? [.. kept.Where(k => k.Step < experiment!.Step).Select(k => ((long?)k.Step, (string?)k.Path)), (experiment!.Step, null)]
+                : [(null, null)];
             foreach (var (trainingStep, checkpointPath) in snapshots)
             {
                 if (overCheckpoints) experiment!.LoadCheckpoint(checkpointPath ?? Path.Combine(runDir!, Checkpoint.FileName));
@@ -289,8 +286,9 @@ internal static class EvalCommand
                     curves.AddRange(curves.Select(c => c.Metric).Distinct().Where(reference.Metrics.ContainsKey)
                         .Select(m => (Label: $"held-out data: {MetricsTables.Heading(m)}", Metric: m, X: span, Y: new[] { reference.Metrics[m], reference.Metrics[m] })).ToList());
                 }
-                Plots.Lines(curvePath, $"{r.GetValue(model) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(runDir!))}: {string.Join(", ", curves.Select(c => MetricsTables.Heading(c.Metric)).Distinct())} over training",
-                    "training step", string.Join(", ", curves.Select(c => MetricsTables.Heading(c.Metric)).Distinct()), [.. curves.Select(c => (c.Label, c.X, c.Y))]);
+                string metrics = string.Join(", ", curves.Select(c => MetricsTables.Heading(c.Metric)).Distinct());
+                Plots.Lines(curvePath, $"{r.GetValue(model) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(runDir!))}: {metrics} over training",
+                    "training step", metrics, [.. curves.Select(c => (c.Label, c.X, c.Y))]);
                 Console.Error.WriteLine($"wrote the curve of {curves.Count} samplers over {snapshots.Count} checkpoints to {curvePath}");
             }
             if (churnPlotPath is not null)

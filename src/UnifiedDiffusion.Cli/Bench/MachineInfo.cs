@@ -7,8 +7,7 @@ namespace UnifiedDiffusion.Cli.Bench;
 /// <summary>What the table's header states: the machine, both sides' versions, threads and the date.</summary>
 internal static class MachineInfo
 {
-    public static bool HasAvx512() =>
-        File.Exists("/proc/cpuinfo") && File.ReadLines("/proc/cpuinfo").Any(l => l.StartsWith("flags", StringComparison.Ordinal) && l.Contains(" avx512f"));
+    public static bool HasAvx512() => Core.Platform.CpuFlags.Contains("avx512f");
 
     /// <summary>The CPU model and the ISA extensions that matter for libtorch kernels.</summary>
     public static string Cpu() => Core.Platform.CpuDescription();

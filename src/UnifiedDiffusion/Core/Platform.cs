@@ -81,14 +81,27 @@ public static partial class Platform
     /// The CPU's model name and the ISA extensions that matter for libtorch's kernels (avx2, avx512f,
     /// avx512_bf16, amx_bf16), from /proc/cpuinfo, e.g. "AMD EPYC (avx2, avx512f, avx512_bf16)".
     /// </summary>
-    public static string CpuDescription()
+    public static string CpuDescription() =>
+        CpuModel is { } model ? $"{model} ({string.Join(", ", new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16" }.Where(CpuFlags.Contains))})"
+            : RuntimeInformation.ProcessArchitecture.ToString();
+
+    /// <summary>The CPU's feature flags as /proc/cpuinfo lists them (avx2, avx512_bf16, amx_bf16, …); empty where it cannot be read.</summary>
+    public static IReadOnlySet<string> CpuFlags => CpuInfo.Value.Flags;
+
+    private static string? CpuModel => CpuInfo.Value.Model;
+
+    private static readonly Lazy<(string? Model, IReadOnlySet<string> Flags)> CpuInfo = new(() =>
     {
-        if (!File.Exists("/proc/cpuinfo")) return RuntimeInformation.ProcessArchitecture.ToString();
-        var lines = File.ReadLines("/proc/cpuinfo").Take(64).ToList();
-        string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
-        return $"{model} ({string.Join(", ", new[] { "avx2", "avx512f", "avx512_bf16", "amx_bf16" }.Where(flags.Contains))})";
-    }
+        try
+        {
+            if (!File.Exists("/proc/cpuinfo")) return (null, new HashSet<string>());
+            var lines = File.ReadLines("/proc/cpuinfo").Take(64).ToList();
+            string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+            var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+            return (model, flags);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return (null, new HashSet<string>()); }
+    });
 
     /// <summary>
     /// Sets libtorch's intra-op thread count explicitly (its default differs between builds).

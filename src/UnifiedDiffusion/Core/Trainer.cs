@@ -327,12 +327,13 @@ public sealed class Trainer
 
     private void SaveCheckpoint(string runDir)
     {
-        Checkpoint.Save(Path.Combine(runDir, Checkpoint.FileName), Capture());
+        var state = Capture();
+        Checkpoint.Save(Path.Combine(runDir, Checkpoint.FileName), state);
         if (Options.KeepEvery > 0 && Step % Options.KeepEvery == 0)
         {
             string kept = Checkpoint.KeptPath(runDir, Step);
             Directory.CreateDirectory(Path.GetDirectoryName(kept)!);
-            AtomicFile.Write(kept, stream => { using var source = File.OpenRead(Path.Combine(runDir, Checkpoint.FileName)); source.CopyTo(stream); });
+            Checkpoint.Save(kept, state);
         }
         OnCheckpoint?.Invoke(runDir);
     }

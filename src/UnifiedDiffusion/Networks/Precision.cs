@@ -45,21 +45,10 @@ public static class Precisions
     }
 
     /// <summary>The CPU's bfloat16 units, as /proc/cpuinfo lists them (avx512_bf16, amx_bf16), or none.</summary>
-    public static IReadOnlyList<string> CpuBf16Units { get; } = ReadBf16Units();
+    public static IReadOnlyList<string> CpuBf16Units { get; } = [.. new[] { "avx512_bf16", "amx_bf16" }.Where(Platform.CpuFlags.Contains)];
 
     /// <summary>True when the CPU has bfloat16 units.</summary>
     public static bool CpuHasBf16 => CpuBf16Units.Count > 0;
-
-    private static IReadOnlyList<string> ReadBf16Units()
-    {
-        try
-        {
-            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(' ') ?? [];
-            return [.. new[] { "avx512_bf16", "amx_bf16" }.Where(flags.Contains)];
-        }
-        catch (IOException) { return []; }
-        catch (UnauthorizedAccessException) { return []; }
-    }
 
     /// <summary>The type the project's layers compute in at this precision.</summary>
     public static ScalarType ComputeType(Precision precision) => precision == Precision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;

@@ -172,7 +172,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>, IClassConditionalN
     public UNetConfig Config { get; }
 
     /// <summary>The label index that means "no label" (∅): <see cref="UNetConfig.ClassCount"/>.</summary>
-    public int NullLabel => Config.ClassCount;
+    public int NullLabel => ClassConditioning.NullLabel(Config.ClassCount);
 
     /// <inheritdoc />
     public int ClassCount => Config.ClassCount;

@@ -56,6 +56,13 @@ public sealed record DataCard(string Name, DataKind Kind, long[] SampleShape, in
     }
 
     /// <summary>
+    /// The stand-ins of the card in <paramref name="folder"/> when the data set <paramref name="dataName"/>
+    /// would have to be fetched; null when it is on this machine (then open it) or the folder has no card.
+    /// </summary>
+    public static OpenedData? StandInsUnlessOnThisMachine(string folder, string dataName) =>
+        DataSets.IsOnThisMachine(dataName) ? null : Load(folder)?.OpenWithoutSamples();
+
+    /// <summary>
     /// Data sets that answer what the card holds (shape, classes, vocabulary) but hold no samples;
     /// asked for samples, they say how to fetch the real ones.
     /// </summary>

@@ -100,12 +100,8 @@ public sealed class Experiment
     /// <summary>A fresh, untrained run; real data sets are fetched into the cache first, reported to <paramref name="progress"/>.</summary>
     public static Experiment Create(ExperimentConfig config, IProgress<string>? progress = null) => new(config, progress);
 
-    /// <summary>
-    /// A fresh, untrained run on data described by <paramref name="card"/> alone, without opening the
-    /// data set: enough to load weights and sample, not to train or measure.
-    /// </summary>
-    public static Experiment CreateFromCard(ExperimentConfig config, DataCard card, IProgress<string>? progress = null) =>
-        new(config, progress, card.OpenWithoutSamples());
+    /// <summary>A fresh run on <paramref name="data"/> when given (a data card's stand-ins), else on the data set the config names.</summary>
+    internal static Experiment Create(ExperimentConfig config, IProgress<string>? progress, OpenedData? data) => new(config, progress, data);
 
     /// <summary>
     /// Loads a trained run folder (config.json and checkpoint.udm) with the EMA weights in the
@@ -130,8 +126,8 @@ public sealed class Experiment
         var state = Checkpoint.Load(Path.Combine(runDir, Checkpoint.FileName));
         if (state.ConfigJson != config.ModelIdentity())
             throw new UdmException($"the checkpoint in {runDir} was written for a different config than its config.json; restore the matching config.json or retrain.");
-        var card = forSampling && !DataSets.IsOnThisMachine(config.Data) ? DataCard.Load(runDir) : null;
-        var experiment = new Experiment(config, progress, card?.OpenWithoutSamples()) { RunDirectory = runDir };
+        var standIns = forSampling ? DataCard.StandInsUnlessOnThisMachine(runDir, config.Data) : null;
+        var experiment = new Experiment(config, progress, standIns) { RunDirectory = runDir };
         experiment.UseWeights(state);
         return experiment;
     }

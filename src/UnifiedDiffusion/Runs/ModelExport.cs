@@ -113,8 +113,7 @@ public static class ModelExport
         var config = ReadConfig(Path.Combine(folder, Files.Config));
         VerifyChecksum(folder);
         // An import needs only the network: a data set that is not on this machine is not fetched, its card stands in.
-        var card = DataCard.Load(folder);
-        var experiment = card is not null && !DataSets.IsOnThisMachine(config.Data) ? Experiment.CreateFromCard(config, card, progress) : Experiment.Create(config, progress);
+        var experiment = Experiment.Create(config, progress, DataCard.StandInsUnlessOnThisMachine(folder, config.Data));
         var network = experiment.Model.Network;
         var expected = TwinStateDict(network);
         string safetensors = Path.Combine(folder, Files.Weights), pth = Path.Combine(folder, Files.PyTorchWeights);
@@ -131,8 +130,7 @@ public static class ModelExport
         WriteWhole(runDirectory, staging =>
         {
             File.WriteAllText(Path.Combine(staging, Experiment.Files.Config), config.ToJson());
-            card?.Save(staging);
-            foreach (string file in experiment.Model.SamplingFiles.Where(f => File.Exists(Path.Combine(folder, f))))
+            foreach (string file in experiment.Model.SamplingFiles.Prepend(DataCard.FileName).Where(f => File.Exists(Path.Combine(folder, f))))
                 File.Copy(Path.Combine(folder, file), Path.Combine(staging, file));
             var trainer = experiment.CreateTrainer(config.Training); // its EMA shadow starts at the imported weights
             Checkpoint.Save(Path.Combine(staging, Checkpoint.FileName), trainer.Capture());
