@@ -518,9 +518,20 @@ internal static class DemoCommand
             MetricsTable.Print($"gmm8, {n} samples per row, model trained {experiment.Step} steps", rows);
             Console.WriteLine($"scatter plots: {png}; loss curve: {Path.Combine(runDir, Experiment.Files.LossPng)}");
             foreach (var (_, t) in panels) t.Dispose();
+            PointAtShippedModels();
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The demo's last lines: where the pretrained models are, when the repository ships some.</summary>
+    private static void PointAtShippedModels()
+    {
+        var models = ShippedModels.List();
+        if (models.Count == 0) return;
+        Console.WriteLine($"pretrained models, no training needed: {string.Join(", ", models.Select(m => m.Name))} (`udm models` describes them); e.g.");
+        string example = models.Any(m => m.Name == "mnist") ? "udm sample --model mnist --label 7 --steps 20 --out seven.png" : $"udm sample --model {models[0].Name}";
+        Console.WriteLine("  " + example);
     }
 
     private static Experiment? ReuseOrTrain(ExperimentConfig config, string runDir)
