@@ -13,7 +13,7 @@ gallery=docs/gallery
 mkdir -p "$gallery"
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(mnist mnist-blur mnist-inpaint mnist-encoding wujue-mask wujue-edit moby-mask)
-n=1000 text_n=500
+n=${IMAGES_N:-1000} text_n=${TEXT_N:-500}   # the n; smaller values only for a dry run
 
 for model in "${models[@]}"; do
   [ -f "models/$model/config.json" ] || { echo "skipping $model: not in models/"; continue; }

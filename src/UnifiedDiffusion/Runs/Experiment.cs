@@ -106,7 +106,8 @@ public sealed class Experiment
     /// <summary>
     /// Loads a trained run folder (config.json and checkpoint.udm) with the EMA weights in the
     /// network, for sampling. <paramref name="device"/> and <paramref name="precision"/> override the
-    /// device and precision the run was trained with (checkpoints are float32 whatever the precision).
+    /// device and precision the run was trained with (checkpoints are float32 whatever the precision);
+    /// without an override, a bf16 run loads in fp32 on a CPU without bfloat16 units.
     /// With <paramref name="forSampling"/>, a data set that is not on this machine is not fetched: the
     /// run's data card (<see cref="DataCard"/>) stands in for it, which is all that sampling from the
     /// prior needs; whatever needs real samples then says how to fetch them.
@@ -119,7 +120,7 @@ public sealed class Experiment
             throw new UdmException($"run folder {runDir} does not exist; train one, e.g. `udm train gmm8 --out {runDir}` (all recipes: `udm recipes`).") { Subject = "run" };
         if (!File.Exists(Path.Combine(runDir, Files.Config)))
             throw new UdmException($"{runDir} holds no {Files.Config}, so it is not a run folder; give a folder that udm train or udm import wrote, or train one, e.g. `udm train gmm8 --out {runDir}`.") { Subject = "run" };
-        var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config));
+        var config = ExperimentConfig.Load(Path.Combine(runDir, Files.Config)).ForSamplingOnThisCpu();
         if (device is not null) config = config with { Device = device };
         if (precision is not null) config = config with { Precision = precision };
         // The checkpoint is checked before the experiment opens its data, which may mean a download.

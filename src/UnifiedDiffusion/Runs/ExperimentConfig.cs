@@ -120,6 +120,17 @@ public sealed record ExperimentConfig
     /// </summary>
     public ExperimentConfig WithDefaultPrecision() => Precision is not null ? this : this with { Precision = Precisions.Name(DefaultPrecision()) };
 
+    /// <summary>
+    /// The config as a trained run samples it on this CPU: a run trained in bf16 samples in fp32 where
+    /// the CPU has no bfloat16 units (its checkpoint is float32 either way), so that a shipped or
+    /// imported model runs on any machine. Training keeps refusing bf16 there.
+    /// </summary>
+    public ExperimentConfig ForSamplingOnThisCpu() => ForSamplingOn(Precisions.CpuHasBf16);
+
+    /// <summary>As <see cref="ForSamplingOnThisCpu"/>, for a CPU that has (or lacks) bfloat16 units.</summary>
+    internal ExperimentConfig ForSamplingOn(bool cpuHasBf16) =>
+        !cpuHasBf16 && Precisions.Parse(Precision, cpuHasBf16: true) == Networks.Precision.Bf16 ? this with { Precision = Precisions.Name(Networks.Precision.Fp32) } : this;
+
     private Networks.Precision DefaultPrecision() =>
         Precisions.CpuHasBf16 && Family.Trim().ToLowerInvariant() is "mask" or "edit" ? Networks.Precision.Bf16 : Networks.Precision.Fp32;
 

@@ -110,7 +110,7 @@ public static class ModelExport
         if (!Directory.Exists(folder)) throw new UdmException($"{folder} is not a folder; give the folder that `udm export` wrote.");
         if (File.Exists(runDirectory) || Directory.Exists(runDirectory) && Directory.EnumerateFileSystemEntries(runDirectory).Any())
             throw new UdmException($"{runDirectory} already exists; import into a new run folder.") { Subject = "out" };
-        var config = ReadConfig(Path.Combine(folder, Files.Config));
+        var config = ReadConfig(Path.Combine(folder, Files.Config)).ForSamplingOnThisCpu();
         VerifyChecksum(folder);
         // An import needs only the network: a data set that is not on this machine is not fetched, its card stands in.
         var experiment = Experiment.Create(config, progress, DataCard.StandInsUnlessOnThisMachine(folder, config.Data));

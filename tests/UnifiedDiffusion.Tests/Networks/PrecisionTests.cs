@@ -172,6 +172,17 @@ public sealed class PrecisionTests(ITestOutputHelper output)
         Assert.Equal("fp32", Recipes.Get("gmm8").WithDefaultPrecision().Precision);
         Assert.Equal("fp32", (Recipes.Get("wujue-mask") with { Precision = "fp32" }).WithDefaultPrecision().Precision);
     }
+
+    /// <summary>A run trained in bf16 (a shipped model) samples in fp32 on a CPU without bf16 units, instead of refusing to load.</summary>
+    [Fact]
+    public void ABf16RunSamplesInFp32OnACpuWithoutBf16Units()
+    {
+        var trainedInBf16 = Recipes.Get("model-mnist") with { Precision = "bf16" };
+        Assert.Equal("fp32", trainedInBf16.ForSamplingOn(cpuHasBf16: false).Precision);
+        Assert.Equal("bf16", trainedInBf16.ForSamplingOn(cpuHasBf16: true).Precision);
+        Assert.Equal("fp32", (trainedInBf16 with { Precision = "fp32" }).ForSamplingOn(cpuHasBf16: true).Precision);
+        Assert.Null((trainedInBf16 with { Precision = null }).ForSamplingOn(cpuHasBf16: false).Precision);
+    }
 }
 
 /// <summary>Every family trains and samples in bf16 through the run layer, with float32 weights and checkpoints.</summary>
