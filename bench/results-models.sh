@@ -16,7 +16,7 @@ models=("$@")
 n=${IMAGES_N:-1000} text_n=${TEXT_N:-500}   # the n; smaller values only for a dry run
 
 for model in "${models[@]}"; do
-  [ -f "models/$model/config.json" ] || { echo "skipping $model: not in models/"; continue; }
+  [ -f "${UDM_MODELS:-models}/$model/config.json" ] || { echo "skipping $model: not in ${UDM_MODELS:-models}/"; continue; }
   echo; echo "## $model"
   case "$model" in
     mnist)

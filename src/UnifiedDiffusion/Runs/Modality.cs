@@ -294,7 +294,8 @@ public sealed class ImageModality : Modality
     public override void Write(string path, Tensor samples, string title)
     {
         CheckOutput(path, (int)samples.shape[0]);
-        ImageGrid.Save(path, samples);
+        // As many columns as classes, so that the class-conditional samplers' labels (0, 1, …, K − 1, 0, …) line up in columns.
+        ImageGrid.Save(path, samples, columns: Train.ClassCount > 1 ? Train.ClassCount : 8);
     }
 
     /// <summary>
