@@ -42,7 +42,7 @@ for model in "${models[@]}"; do
       shown eval --model "$model" --sampler data,improved,recorrupt --steps 20,10,5 --nll --count $text_n
       udm sample --model "$model" --count 10 --out "$gallery/$model-poems.txt"
       udm sample --model "$model" --fix "春,,,,,夏,,,,,秋,,,,,冬" --count 1 --out "$gallery/$model-acrostic-seasons.txt"
-      udm sample --model "$model" --fix "山,,,,,水,,,,,风,,,,,月" --count 1 --out "$gallery/$model-acrostic-landscape.txt"
+      udm sample --model "$model" --fix "山,,,,,水,,,,,風,,,,,月" --count 1 --out "$gallery/$model-acrostic-landscape.txt"
       ;;
     moby-mask)
       shown eval --model moby-mask --sampler data,improved,recorrupt --steps 32,16,8 --nll --count $text_n
