@@ -9,7 +9,11 @@ namespace UnifiedDiffusion.Metrics;
 /// <param name="NormalizedEntropy">The entropy of the label histogram divided by log K: 1 for a
 /// perfectly balanced histogram, 0 when every prediction is the same class.</param>
 /// <param name="Counts">The number of predictions of each class.</param>
-public sealed record ClassCoverageResult(double CoveredShare, double NormalizedEntropy, long[] Counts);
+public sealed record ClassCoverageResult(double CoveredShare, double NormalizedEntropy, long[] Counts)
+{
+    /// <summary>The share of the predictions that fall in the least predicted class.</summary>
+    public double SmallestShare => Counts.Min() / (double)Counts.Sum();
+}
 
 /// <summary>
 /// Image quality metrics. Inputs follow the library's image convention: tensors [N, C, H, W] with

@@ -57,7 +57,10 @@ public sealed class ImageJudge
         }
     }
 
-    /// <summary>Generation metrics: classifier-FID against the held-out set, class coverage and label entropy.</summary>
+    /// <summary>
+    /// Generation metrics: classifier-FID against the held-out set, class coverage, label entropy, and
+    /// the smallest class's share of the samples (a collapse onto a few shapes shows there first).
+    /// </summary>
     public Dictionary<string, double> Generation(Tensor samples)
     {
         using var scope = torch.NewDisposeScope();
@@ -68,6 +71,7 @@ public sealed class ImageJudge
             ["fid"] = ImageMetrics.FrechetDistance(features, _referenceFeatures),
             ["class_coverage"] = coverage.CoveredShare,
             ["label_entropy"] = coverage.NormalizedEntropy,
+            ["smallest_class_share"] = coverage.SmallestShare,
         };
     }
 

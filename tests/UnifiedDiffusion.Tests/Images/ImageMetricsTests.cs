@@ -74,6 +74,7 @@ public sealed class ImageMetricsTests
         var balanced = ImageMetrics.ClassCoverage(torch.tensor(new long[] { 0, 1, 2, 3, 3, 2, 1, 0 }), 4);
         Assert.Equal(1.0, balanced.CoveredShare);
         Assert.Equal(1.0, balanced.NormalizedEntropy, 1e-12);
+        Assert.Equal(0.25, balanced.SmallestShare, 1e-12);
 
         var collapsed = ImageMetrics.ClassCoverage(torch.zeros(10, dtype: ScalarType.Int64), 4);
         Assert.Equal(0.25, collapsed.CoveredShare);
@@ -83,6 +84,8 @@ public sealed class ImageMetricsTests
         var skewed = ImageMetrics.ClassCoverage(torch.tensor(new long[] { 0, 0, 0, 0, 0, 0, 1, 2 }), 4);
         Assert.Equal(0.75, skewed.CoveredShare);
         Assert.Equal(new long[] { 6, 1, 1, 0 }, skewed.Counts);
+        Assert.Equal(0.0, skewed.SmallestShare, 1e-12);
+        Assert.Equal(1.0 / 6, ImageMetrics.ClassCoverage(torch.tensor(new long[] { 0, 0, 0, 1, 1, 2 }), 3).SmallestShare, 1e-12);
         double h = -(0.75 * Math.Log(0.75) + 2 * 0.125 * Math.Log(0.125)) / Math.Log(4);
         Assert.Equal(h, skewed.NormalizedEntropy, 1e-12);
     }
