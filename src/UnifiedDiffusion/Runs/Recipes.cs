@@ -78,7 +78,7 @@ public static class Recipes
         ["model-moby-mask"] = ("shipped moby-mask: mask model on Moby-Dick windows of 32 characters, Transformer 192×4", () => Text("moby-dick", "mask") with
         {
             Transformer = new TransformerConfig(Dimension: 192, Layers: 4, Heads: 4, FeedForward: 768, Dropout: 0.1),
-            Training = new TrainingOptions(Steps: 10_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
+            Training = new TrainingOptions(Steps: 9_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
         }),
     };
 
@@ -125,14 +125,14 @@ public static class Recipes
     /// The shipped poem models: wuyan's 20-character units (quatrains, halves of regulated verse,
     /// stanzas of longer poems: 223,221 training units, 23× wujue's quatrains, split by poem) with a
     /// vocabulary of the 6,000 most frequent characters (units holding a rarer one are dropped, as in
-    /// every text set) and a Transformer 256×4 at batch 128: about 0.9 s a step in
-    /// bf16 on the 2026-11-30 machine, so 10,000 steps fit the 3-hour budget of 2 cores.
+    /// every text set) and a Transformer 256×4 at batch 128: 0.9–1.0 s a step in bf16 on the
+    /// 2026-11-30 machine, so 9,000 steps fit the 3-hour budget of 2 cores.
     /// </summary>
     private static ExperimentConfig Poems(string family) => Text("wuyan", family) with
     {
         Transformer = new TransformerConfig(Dimension: 256, Layers: 4, Heads: 4, FeedForward: 1024, Dropout: 0.1),
         Text = new TextConfig(VocabularySize: 6000),
-        Training = new TrainingOptions(Steps: 10_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
+        Training = new TrainingOptions(Steps: 9_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
     };
 
     private static ExperimentConfig Text(string data, string family) => new()
