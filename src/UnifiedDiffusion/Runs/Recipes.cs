@@ -78,7 +78,7 @@ public static class Recipes
         ["model-moby-mask"] = ("shipped moby-mask: mask model on Moby-Dick windows of 32 characters, Transformer 192×4", () => Text("moby-dick", "mask") with
         {
             Transformer = new TransformerConfig(Dimension: 192, Layers: 4, Heads: 4, FeedForward: 768, Dropout: 0.1),
-            Training = new TrainingOptions(Steps: 9_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
+            Training = new TrainingOptions(Steps: 10_000, BatchSize: 128, LearningRate: 1e-3, WarmupSteps: 500, EmaDecay: 0.999, CheckpointEvery: 500, LogEvery: 50, KeepEvery: 2000),
         }),
     };
 
